@@ -1,0 +1,42 @@
+// Device-side helpers shared by the kernels: conversion of the storage types to their compute type, 16-byte
+// vectors, and the SM count used to size grid-stride launches.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "common.h"
+
+namespace deepops {
+
+// The type arithmetic is done in: float for the 16-bit formats (as PyTorch does), the type itself otherwise.
+template <typename T> struct Compute { using type = T; };
+template <> struct Compute<__half> { using type = float; };
+template <> struct Compute<__nv_bfloat16> { using type = float; };
+
+template <typename T> __device__ __forceinline__ typename Compute<T>::type to_compute(T v) { return v; }
+template <> __device__ __forceinline__ float to_compute(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_compute(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_compute(typename Compute<T>::type v) { return v; }
+template <> __device__ __forceinline__ __half from_compute(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_compute(float v) { return __float2bfloat16_rn(v); }
+
+// N elements of T moved as one aligned access (16 bytes when N * sizeof(T) == 16).
+template <typename T, int N> struct alignas(sizeof(T) * N) Vec { T v[N]; };
+
+// Number of multiprocessors of the current device, cached per device (grid sizing for grid-stride loops).
+int sm_count();
+
+// Dispatch on DType: calls f(T{}) with the matching storage type.
+template <typename F> cudaError_t dispatch_float(DType dt, F&& f) {
+  switch (dt) {
+    case DType::kFloat16: return f(__half{});
+    case DType::kBFloat16: return f(__nv_bfloat16{});
+    case DType::kFloat32: return f(float{});
+    case DType::kFloat64: return f(double{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace deepops

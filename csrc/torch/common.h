@@ -1,0 +1,59 @@
+// Helpers shared by the bindings: argument checks that raise clear Python exceptions, the current stream,
+// layout matching, and turning a launcher's cudaError_t into an exception.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "../kernels/common.h"
+
+namespace deepops_torch {
+
+using deepops::DType;
+
+inline DType dtype_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kHalf: return DType::kFloat16;
+    case at::kBFloat16: return DType::kBFloat16;
+    case at::kFloat: return DType::kFloat32;
+    case at::kDouble: return DType::kFloat64;
+    default: TORCH_CHECK_TYPE(false, "unsupported dtype ", t.scalar_type());
+  }
+  return DType::kFloat32;
+}
+
+inline void check_float_cuda(const at::Tensor& t, const char* arg, const char* op) {
+  TORCH_CHECK(t.is_cuda(), "deepops.", op, ": '", arg, "' must be a CUDA tensor, got one on ", t.device());
+  const auto s = t.scalar_type();
+  TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "deepops.", op,
+                   ": '", arg, "' has dtype ", s, "; supported dtypes are float16, bfloat16, float32 and float64");
+}
+
+inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* na, const char* nb, const char* op,
+                       bool shape = true) {
+  TORCH_CHECK(a.device() == b.device(), "deepops.", op, ": '", na, "' is on ", a.device(), " but '", nb, "' is on ",
+              b.device());
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "deepops.", op, ": '", na, "' has dtype ", a.scalar_type(),
+                   " but '", nb, "' has dtype ", b.scalar_type());
+  if (shape)
+    TORCH_CHECK_VALUE(a.sizes() == b.sizes(), "deepops.", op, ": '", na, "' has shape ", a.sizes(), " but '", nb,
+                      "' has shape ", b.sizes());
+}
+
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+// t with the strides of the dense tensor ref, copying only when they differ.
+inline at::Tensor like(const at::Tensor& t, const at::Tensor& ref) {
+  if (t.strides() == ref.strides()) return t;
+  at::Tensor out = at::empty_like(ref);
+  out.copy_(t);
+  return out;
+}
+
+inline void check_launch(cudaError_t err, const char* op) {
+  TORCH_CHECK(err == cudaSuccess, "deepops.", op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+}
+
+}  // namespace deepops_torch

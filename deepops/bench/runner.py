@@ -1,0 +1,257 @@
+"""``deepops bench``: run the registered workloads on every backend present and print the comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import pkgutil
+import platform
+import sys
+import time
+
+import torch
+
+from . import core
+
+
+def load_cases() -> None:
+    """Import every ``deepops.bench.cases_*`` module (each registers its workloads)."""
+    pkg = importlib.import_module("deepops.bench")
+    for m in pkgutil.iter_modules(pkg.__path__):
+        if m.name.startswith("cases_"):
+            importlib.import_module(f"deepops.bench.{m.name}")
+
+
+def machine() -> dict:
+    import deepops
+
+    d = {k: v for k, v in deepops.info().items() if k != "ops"}
+    d["platform"] = platform.platform()
+    d["cpu_model"] = _cpu_model()
+    d["cores"] = os.cpu_count()
+    d["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return d
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled, self.t0 = total, 0, enabled, time.perf_counter()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 30
+        fill = int(width * self.done / max(self.total, 1))
+        el = time.perf_counter() - self.t0
+        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {el:5.1f}s {label[:50]:<50}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
+
+
+def available_devices(requested: list[str] | None) -> list[str]:
+    devs = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if requested:
+        missing = [d for d in requested if d not in devs]
+        if missing:
+            print(f"deepops bench: device(s) {', '.join(missing)} not available here; skipped", file=sys.stderr)
+        devs = [d for d in devs if d in requested]
+    return devs
+
+
+def run(
+    quick: bool = False,
+    ops: list[str] | None = None,
+    devices: list[str] | None = None,
+    dtypes: list[str] | None = None,
+    progress: bool | None = None,
+    budget_s: float | None = None,
+) -> dict:
+    """Run the selected workloads; returns the JSON-ready report (machine, ceilings, results)."""
+    load_cases()
+    devs = available_devices(devices)
+    want_dtypes = [getattr(torch, d) for d in dtypes] if dtypes else None
+    jobs = []
+    for w in core.REGISTRY:
+        if ops and w.op not in ops:
+            continue
+        if quick and not w.quick:
+            continue
+        for dev in devs:
+            if dev not in w.devices:
+                continue
+            for dt in w.dtypes:
+                if want_dtypes is not None and dt not in want_dtypes:
+                    continue
+                if dev == "cpu" and dt in (torch.float16, torch.bfloat16) and not want_dtypes:
+                    continue  # half precision is a GPU format; on the CPU only when asked for
+                jobs.append((w, dev, dt))
+    if budget_s is None:
+        budget_s = 0.3 if quick else 1.5
+    bar = Progress(len(jobs), sys.stderr.isatty() if progress is None else progress)
+    ceilings = {}
+    for dev in devs:
+        d = torch.device(dev)
+        ceilings[dev] = {"copy_GBps": core.copy_bandwidth(d), "matmul_fp32_TFLOPs": core.matmul_throughput(d, torch.float32)}
+        if dev == "cuda":
+            ceilings[dev]["matmul_fp16_TFLOPs"] = core.matmul_throughput(d, torch.float16)
+    results: list[core.Result] = []
+    for w, dev, dt in jobs:
+        bar.step(f"{w.name} {dev} {str(dt)[6:]}")
+        results.extend(_run_one(w, torch.device(dev), dt, budget_s))
+    bar.close()
+    return {
+        "machine": machine(),
+        "quick": quick,
+        "ceilings": ceilings,
+        "results": [dataclasses.asdict(r) for r in results],
+    }
+
+
+def _run_one(w: core.Workload, device: torch.device, dtype: torch.dtype, budget_s: float) -> list[core.Result]:
+    gen = torch.Generator().manual_seed(1234)
+    impls = dict(w.impls)
+    if w.skip:
+        for name in list(impls):
+            if w.skip(w.name, name, device, dtype):
+                del impls[name]
+    input_sets = [w.make_inputs(device, dtype, gen) for _ in range(3)]
+    timed = core.measure(impls, input_sets, device, budget_s=budget_s)
+    out = []
+    for name, (ts, warm) in timed.items():
+        med, iqr = core.summarise(ts)
+        r = core.Result(w.op, w.name, name, device.type, str(dtype).removeprefix("torch."), med, iqr, len(ts), warm)
+        if w.bytes:
+            r.gbps = w.bytes(input_sets[0]) / med / 1e9
+        if w.flops:
+            r.tflops = w.flops(input_sets[0]) / med / 1e12
+        out.append(r)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- output
+
+
+def _fmt_time(s: float) -> str:
+    if s >= 1:
+        return f"{s:7.2f} s "
+    if s >= 1e-3:
+        return f"{s * 1e3:7.2f} ms"
+    return f"{s * 1e6:7.1f} us"
+
+
+def table(report: dict) -> str:
+    """The terminal table: one row per (workload, device, dtype), deepops against each peer on the same device."""
+    rows = report["results"]
+    ceil = report["ceilings"]
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        groups.setdefault((r["op"], r["workload"], r["device"], r["dtype"]), {})[r["impl"]] = r
+    head = f"{'workload':<34} {'dev':<4} {'dtype':<8} {'deepops':>10} {'spread':>6}  {'peer':>10}  {'speed-up':>10}  {'of limit':>9}"
+    lines = [head, "-" * len(head)]
+    for (op, wl, dev, dt), impls in groups.items():
+        d = impls.get("deepops")
+        if d is None:
+            continue
+        peers = [(n, r) for n, r in impls.items() if n != "deepops"]
+        limit = ""
+        if d.get("gbps") is not None and dev in ceil:
+            limit = f"{100 * d['gbps'] / ceil[dev]['copy_GBps']:6.0f}% BW"
+        elif d.get("tflops") is not None and dev in ceil:
+            key = "matmul_fp16_TFLOPs" if dt in ("float16", "bfloat16") and dev == "cuda" else "matmul_fp32_TFLOPs"
+            limit = f"{100 * d['tflops'] / ceil[dev][key]:5.0f}% MM"
+        first = True
+        for n, p in peers or [("-", None)]:
+            ratio = f"{p['median_s'] / d['median_s']:9.2f}x" if p else ""
+            ptime = _fmt_time(p["median_s"]) if p else ""
+            left = (
+                f"{wl[:34]:<34} {dev:<4} {dt:<8} {_fmt_time(d['median_s']):>10} {100 * d['iqr_rel']:5.0f}%"
+                if first
+                else " " * 67
+            )
+            lines.append(f"{left}  {ptime:>10}  {ratio:>10} vs {n:<11} {limit if first else ''}")
+            first = False
+    gpu_cpu = gpu_vs_cpu(report)
+    if gpu_cpu:
+        lines.append("")
+        lines.append("deepops on the GPU against deepops on the CPU (same workload, float32):")
+        for wl, s in gpu_cpu.items():
+            lines.append(f"  {wl:<40} {s:10.1f}x faster on the GPU")
+    lines.append("")
+    for dev, c in ceil.items():
+        extra = ", ".join(f"{k} {v:.1f}" for k, v in c.items())
+        lines.append(f"ceilings measured on {dev}: {extra}")
+    lines.append("speed-up = peer time / deepops time (above 1: deepops is faster); spread = interquartile range / median")
+    return "\n".join(lines)
+
+
+def gpu_vs_cpu(report: dict) -> dict[str, float]:
+    t = {}
+    for r in report["results"]:
+        if r["impl"] == "deepops" and r["dtype"] == "float32":
+            t.setdefault(r["workload"], {})[r["device"]] = r["median_s"]
+    return {wl: d["cpu"] / d["cuda"] for wl, d in t.items() if "cpu" in d and "cuda" in d}
+
+
+def write_json(report: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def plot(report: dict, path: str) -> bool:
+    """A PNG bar chart of deepops' speed-up over each peer (log scale). Returns False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("deepops bench: matplotlib is not installed; no plot written (pip install matplotlib)", file=sys.stderr)
+        return False
+    labels, values = [], []
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in report["results"]:
+        groups.setdefault((r["workload"], r["device"], r["dtype"]), {})[r["impl"]] = r
+    for (wl, dev, dt), impls in groups.items():
+        d = impls.get("deepops")
+        for n, p in impls.items():
+            if d is not None and n != "deepops":
+                labels.append(f"{wl} [{dev} {dt}] vs {n}")
+                values.append(p["median_s"] / d["median_s"])
+    for wl, s in gpu_vs_cpu(report).items():
+        labels.append(f"{wl}: GPU vs CPU")
+        values.append(s)
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(labels) + 1.5))
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
+    ax.barh(range(len(values)), values, color=colors)
+    ax.set_yticks(range(len(values)), labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xlabel("speed-up of deepops (peer time / deepops time, log scale)")
+    ax.invert_yaxis()
+    ax.set_title(f"deepops bench on {report['machine'].get('cpu_model', '')} / {report['machine'].get('gpu') or 'no GPU'}", fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

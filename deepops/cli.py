@@ -1,0 +1,57 @@
+"""The ``deepops`` command line: ``deepops info`` and ``deepops bench`` (``python -m deepops`` is the same)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="deepops", description="deepops: CUDA and Numba kernels for CNN ops")
+    sub = p.add_subparsers(dest="cmd")
+    sub.add_parser("info", help="versions, build, GPU, and which backend each device uses")
+    b = sub.add_parser("bench", help="time deepops against its peers on every backend present")
+    b.add_argument("--quick", action="store_true", help="a short run (under a minute on 2 CPU cores)")
+    b.add_argument("--ops", type=_csv, help="comma-separated op families (e.g. relu,conv2d); default: all")
+    b.add_argument("--device", type=_csv, help="cpu, cuda or both (default: every device present)")
+    b.add_argument("--dtype", type=_csv, help="float32, float16, bfloat16, float64 (default: each workload's own)")
+    b.add_argument("--json", metavar="PATH", help="write the full report (machine, ceilings, results) as JSON")
+    b.add_argument("--plot", metavar="PATH", help="write a PNG chart of the speed-ups (needs matplotlib)")
+    b.add_argument("--budget", type=float, help="seconds of timing per workload (default 0.3 quick, 1.5 full)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+
+    if args.cmd in (None, "info"):
+        import deepops
+        from deepops._info import format_info
+
+        print(format_info(deepops.info()))
+        return 0
+    if args.cmd == "bench":
+        from deepops.bench import runner
+
+        report = runner.run(
+            quick=args.quick,
+            ops=args.ops,
+            devices=args.device,
+            dtypes=args.dtype,
+            progress=False if args.no_progress else None,
+            budget_s=args.budget,
+        )
+        print(runner.table(report))
+        if args.json:
+            runner.write_json(report, args.json)
+            print(f"report written to {args.json}")
+        if args.plot and runner.plot(report, args.plot):
+            print(f"chart written to {args.plot}")
+        return 0
+    p.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Numba CPU kernels, one module per op. They take NumPy arrays and know nothing of torch."""

@@ -1,0 +1,48 @@
+"""Shared test fixtures.  GPU tests carry the ``cuda`` mark and skip cleanly where there is no usable GPU or the
+CUDA extension was not built."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import deepops
+from deepops import _ext
+
+HAS_CUDA = torch.cuda.is_available() and _ext.cuda_extension_loaded()
+CUDA_SKIP_REASON = (
+    "no CUDA GPU visible"
+    if not torch.cuda.is_available()
+    else f"CUDA extension not loaded: {_ext.load_error()}"
+)
+
+cuda = pytest.mark.skipif(not HAS_CUDA, reason=CUDA_SKIP_REASON)
+
+# parametrise over this: ("cpu", "cuda"); the cuda case carries the cuda mark (and skips without a GPU)
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, cuda])]
+
+ALL_FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "cuda" in item.keywords and not any(m.name == "skipif" for m in item.iter_markers()):
+            item.add_marker(cuda)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def layouts(x: torch.Tensor):
+    """The same values in several memory layouts: contiguous, channels_last, transposed, strided slice."""
+    yield "contiguous", x.contiguous()
+    if x.dim() == 4:
+        yield "channels_last", x.contiguous(memory_format=torch.channels_last)
+    if x.dim() >= 2:
+        yield "transposed", x.transpose(0, -1).contiguous().transpose(0, -1)
+        big = torch.empty(*x.shape[:-1], x.shape[-1] * 2, dtype=x.dtype, device=x.device)
+        big[..., ::2] = x
+        yield "strided", big[..., ::2]
