@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 
 
@@ -23,7 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--plot", metavar="PATH", help="write a PNG chart of the speed-ups (needs matplotlib)")
     b.add_argument("--budget", type=float, help="seconds of timing per workload (default 0.3 quick, 1.5 full)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parsers = {
+        "top": sub,
+        "train": sub.add_parser("train", help="train a model").add_subparsers(dest="what", metavar="MODEL"),
+        "predict": sub.add_parser("predict", help="predict with a trained model").add_subparsers(dest="what", metavar="MODEL"),
+        "sample": sub.add_parser("sample", help="sample from a generative model").add_subparsers(dest="what", metavar="MODEL"),
+    }
+    from . import commands
+
+    for m in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"deepops.commands.{m.name}").register(parsers)
     args = p.parse_args(argv)
+    if getattr(args, "func", None) is not None:
+        return int(args.func(args) or 0)
 
     if args.cmd in (None, "info"):
         import deepops
@@ -49,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot and runner.plot(report, args.plot):
             print(f"chart written to {args.plot}")
         return 0
+    if args.cmd in parsers:
+        p.parse_args([args.cmd, "--help"])
     p.print_help()
     return 2
 

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .._progress import Progress
 from . import core
 
 
@@ -44,28 +45,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
-
-
-class Progress:
-    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.done, self.enabled, self.t0 = total, 0, enabled, time.perf_counter()
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        width = 30
-        fill = int(width * self.done / max(self.total, 1))
-        el = time.perf_counter() - self.t0
-        sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} {el:5.1f}s {label[:50]:<50}")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
 
 
 def available_devices(requested: list[str] | None) -> list[str]:
@@ -107,7 +86,7 @@ def run(
                 jobs.append((w, dev, dt))
     if budget_s is None:
         budget_s = 0.3 if quick else 1.5
-    bar = Progress(len(jobs), sys.stderr.isatty() if progress is None else progress)
+    bar = Progress(len(jobs), enabled=progress)
     ceilings = {}
     for dev in devs:
         d = torch.device(dev)
@@ -116,7 +95,7 @@ def run(
             ceilings[dev]["matmul_fp16_TFLOPs"] = core.matmul_throughput(d, torch.float16)
     results: list[core.Result] = []
     for w, dev, dt in jobs:
-        bar.step(f"{w.name} {dev} {str(dt)[6:]}")
+        bar.update(text=f"{w.name} {dev} {str(dt)[6:]}")
         results.extend(_run_one(w, torch.device(dev), dt, budget_s))
     bar.close()
     return {

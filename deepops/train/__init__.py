@@ -1,0 +1,1 @@
+"""Training support shared by the model families (classifier, detector, GAN): see ``common``."""

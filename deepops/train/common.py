@@ -1,0 +1,187 @@
+"""What every ``deepops train ...`` command shares: seeding, devices, torchrun/DDP, checkpoints and resume.
+
+A training command does, in order::
+
+    dist = setup_distributed(args.device)       # rank, world size and device; DDP under torchrun
+    seed_everything(args.seed + dist.rank)
+    model = wrap_ddp(model.to(dist.device), dist)
+    start_epoch, metrics = resume(args.resume, unwrap(model), optimizer)   # or 0, {}
+    for epoch in range(start_epoch, args.epochs):
+        ... Progress(len(loader), f"epoch {epoch + 1} ") ...
+        if dist.is_main: save_checkpoint(out / "last.pt", unwrap(model), optimizer, epoch + 1, config, metrics)
+    cleanup_distributed(dist)
+
+Checkpoints are plain ``torch.save`` dictionaries: ``model`` (state_dict, never the DDP wrapper's keys),
+``optimizer``, ``epoch`` (epochs completed), ``config`` (the command's arguments, JSON-able), ``metrics`` (history)
+and the RNG states, so a resumed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:1`` or None (the GPU if there is one); a clear error for an unusable choice."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda was asked for, but no CUDA GPU is visible to PyTorch")
+    return dev
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device: str | None) -> Dist:
+    """Join the process group when started by ``torchrun`` (gloo on the CPU, nccl on GPUs); else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(device=resolve_device(device))
+    import torch.distributed as tdist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def cleanup_distributed(dist: Dist) -> None:
+    if dist.enabled:
+        import torch.distributed as tdist
+
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
+
+
+def wrap_ddp(model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP (or torch.compile) wrapper, whose state_dict keys are the plain ones."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return model
+
+
+def all_reduce_mean(value: float, dist: Dist) -> float:
+    """The mean of a per-process number over all processes (for logging metrics under DDP)."""
+    if not dist.enabled:
+        return value
+    import torch.distributed as tdist
+
+    t = torch.tensor([value], dtype=torch.float64, device=dist.device)
+    tdist.all_reduce(t)
+    return t.item() / dist.world_size
+
+
+def _rng_state() -> dict:
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    epoch: int,
+    config: dict,
+    metrics: Any = None,
+    **extra: Any,
+) -> None:
+    """Write a checkpoint atomically (a crash mid-write never leaves a truncated file behind)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": epoch,
+        "config": config,
+        "metrics": metrics,
+        "rng": _rng_state(),
+        **extra,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (a clear error if it is not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise SystemExit(f"{path} is not a deepops checkpoint (no 'model'/'config' entries)")
+    return state
+
+
+def resume(
+    path: str | os.PathLike | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> tuple[int, Any]:
+    """Load model (and optimizer, RNG) state from ``path``; returns (epochs completed, metrics). No path: (0, None)."""
+    if not path:
+        return 0, None
+    state = load_checkpoint(path)
+    unwrap(model).load_state_dict(state["model"])
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if state.get("rng"):
+        _set_rng_state(state["rng"])
+    return int(state["epoch"]), state.get("metrics")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, default=str))
