@@ -175,6 +175,17 @@ def table(report: dict) -> str:
         lines.append("deepops on the GPU against deepops on the CPU (same workload, float32):")
         for wl, s in gpu_cpu.items():
             lines.append(f"  {wl:<40} {s:10.1f}x faster on the GPU")
+    warm: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r["impl"] == "deepops":
+            key = (r["op"], r["device"])
+            warm[key] = max(warm.get(key, 0.0), r["warmup_s"])
+    if warm:
+        lines.append("")
+        lines.append(
+            "first calls, excluded from the times above (Numba compilation or cache load, extension load): "
+            + ", ".join(f"{op} on {dev} {t:.2f} s" for (op, dev), t in warm.items())
+        )
     lines.append("")
     for dev, c in ceil.items():
         extra = ", ".join(f"{k} {v:.1f}" for k, v in c.items())
