@@ -1,0 +1,63 @@
+"""One small forward-and-backward workload per op, shared by the reliability tests (memory, reference cycles,
+threads, determinism).  ``CASES[name](device)`` returns a function that runs the op once on fixed inputs and returns
+its outputs (and gradients) as a list of tensors."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+import deepops
+
+CASES: dict[str, Callable[[str], Callable[[], list[torch.Tensor]]]] = {}
+
+
+def case(name: str):
+    def deco(fn):
+        CASES[name] = fn
+        return fn
+
+    return deco
+
+
+def _fwd_bwd(fn, inputs: list[torch.Tensor], grad_seed: int = 1):
+    """A runner for fn(*inputs): forward, then gradients of every floating input against a fixed random cotangent."""
+    gen = torch.Generator().manual_seed(grad_seed)
+    out0 = fn(*inputs)
+    g = torch.randn(out0.shape, generator=gen, dtype=out0.dtype).to(out0.device)
+
+    def run():
+        leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
+        y = fn(*leaves)
+        diff = [t for t in leaves if t.requires_grad]
+        grads = torch.autograd.grad(y, diff, g)
+        return [y.detach(), *grads]
+
+    return run
+
+
+def _randn(*shape, device, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+@case("relu")
+def _relu(device):
+    return _fwd_bwd(deepops.relu, [_randn(4, 8, 16, 16, device=device)])
+
+
+@case("leaky_relu")
+def _leaky(device):
+    return _fwd_bwd(lambda x: deepops.leaky_relu(x, 0.2), [_randn(4, 8, 16, 16, device=device)])
+
+
+@case("relu_inplace")
+def _relu_inplace(device):
+    x = _randn(4, 8, 16, 16, device=device)
+
+    def run():
+        y = x.clone()
+        deepops.relu(y, inplace=True)
+        return [y]
+
+    return run
