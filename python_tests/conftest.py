@@ -3,11 +3,25 @@ CUDA extension was not built."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 import deepops
 from deepops import _ext
+
+# Differential fuzzing profiles (python_tests/test_fuzz_*.py): a fast one for CI and a long one, selected with
+# DEEPOPS_FUZZ=long, that runs thousands of cases per op.
+try:
+    from hypothesis import HealthCheck, settings
+
+    _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("ci", max_examples=40, derandomize=True, **_common)
+    settings.register_profile("long", max_examples=3000, **_common)
+    settings.load_profile("long" if os.environ.get("DEEPOPS_FUZZ") == "long" else "ci")
+except ImportError:  # hypothesis is a test extra; only the fuzz tests need it
+    pass
 
 HAS_CUDA = torch.cuda.is_available() and _ext.cuda_extension_loaded()
 CUDA_SKIP_REASON = (
