@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from . import _library
 from .ops.activation import leaky_relu, relu
+from .ops.nms import batched_nms, box_iou, nms  # noqa: F401
 
 # every schema is defined by now: load the CUDA kernels (or register the how-to-build errors)
 _library.load_cuda_kernels()
