@@ -61,3 +61,30 @@ def _relu_inplace(device):
         return [y]
 
     return run
+
+
+def _boxes(n, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 200
+    wh = torch.rand(n, 2, generator=g) * 40 + 1
+    return torch.cat([xy, xy + wh], 1).to(device), torch.rand(n, generator=g).to(device)
+
+
+@case("nms")
+def _nms(device):
+    boxes, scores = _boxes(500, device)
+    return lambda: [deepops.nms(boxes, scores, 0.5)]
+
+
+@case("batched_nms")
+def _batched_nms(device):
+    boxes, scores = _boxes(500, device)
+    idxs = torch.randint(0, 7, (500,), generator=torch.Generator().manual_seed(3)).to(device)
+    return lambda: [deepops.batched_nms(boxes, scores, idxs, 0.5)]
+
+
+@case("box_iou")
+def _box_iou(device):
+    a, _ = _boxes(40, device, seed=1)
+    b, _ = _boxes(30, device, seed=2)
+    return _fwd_bwd(deepops.box_iou, [a, b])
