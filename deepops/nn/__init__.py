@@ -3,5 +3,6 @@
 from .activation import LeakyReLU, ReLU
 from .conv import Conv2d, ConvTranspose2d
 from .pool import MaxPool2d
+from .convert import convert  # noqa: E402  (needs the layers above)
 
-__all__ = ["ReLU", "LeakyReLU", "Conv2d", "ConvTranspose2d", "MaxPool2d"]
+__all__ = ["ReLU", "LeakyReLU", "Conv2d", "ConvTranspose2d", "MaxPool2d", "convert"]
