@@ -79,40 +79,6 @@ void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_
   (void)s;
 }
 
-IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
-  IgemmParams p;
-  p.mode = mode;
-  p.nhwc = layout == ConvLayout::kNHWC;
-  p.N = int(s.N), p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.R = int(s.R), p.S = int(s.S);
-  p.P = int(s.P), p.Q = int(s.Q);
-  p.groups = s.groups, p.Cg = int(s.C / s.groups), p.Kg = int(s.K / s.groups);
-  p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
-  strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
-  strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
-  p.wS = 1, p.wR = s.S, p.wC = s.R * s.S, p.wK = p.Cg * s.R * s.S;
-  p.div_rs = conv::FastDivmod(s.R * s.S);
-  p.div_s = conv::FastDivmod(s.S);
-  p.div_sh = conv::FastDivmod(s.stride_h);
-  p.div_sw = conv::FastDivmod(s.stride_w);
-  if (mode == conv::kFwd) {
-    p.M = int(s.N * s.P * s.Q), p.Ncol = p.Kg, p.Kred = int(p.Cg * s.R * s.S);
-    p.div_plane = conv::FastDivmod(s.P * s.Q), p.div_row = conv::FastDivmod(s.Q), p.div_ch = conv::FastDivmod(p.Cg);
-    p.a_lim_h = p.H, p.a_lim_w = p.W;
-    p.a_kfast = p.nhwc, p.b_kfast = true;
-  } else if (mode == conv::kDgrad) {
-    p.M = int(s.N * s.H * s.W), p.Ncol = p.Cg, p.Kred = int(p.Kg * s.R * s.S);
-    p.div_plane = conv::FastDivmod(s.H * s.W), p.div_row = conv::FastDivmod(s.W), p.div_ch = conv::FastDivmod(p.Kg);
-    p.a_lim_h = p.P, p.a_lim_w = p.Q;
-    p.a_kfast = p.nhwc, p.b_kfast = true;
-  } else {
-    p.M = p.Kg, p.Ncol = int(p.Cg * s.R * s.S), p.Kred = int(s.N * s.P * s.Q);
-    p.div_plane = conv::FastDivmod(s.P * s.Q), p.div_row = conv::FastDivmod(s.Q), p.div_ch = conv::FastDivmod(p.Cg);
-    p.b_lim_h = p.H, p.b_lim_w = p.W;
-    p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
-  }
-  return p;
-}
-
 conv::DirectParams make_direct(const ConvShape& s, ConvLayout layout) {
   conv::DirectParams p;
   p.nhwc = layout == ConvLayout::kNHWC;
@@ -148,6 +114,44 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, bool strided, IgemmParams p, cu
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
 
 }  // namespace
+
+namespace conv {
+
+IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
+  IgemmParams p;
+  p.mode = mode;
+  p.nhwc = layout == ConvLayout::kNHWC;
+  p.N = int(s.N), p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.R = int(s.R), p.S = int(s.S);
+  p.P = int(s.P), p.Q = int(s.Q);
+  p.groups = s.groups, p.Cg = int(s.C / s.groups), p.Kg = int(s.K / s.groups);
+  p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
+  strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
+  strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
+  p.wS = 1, p.wR = s.S, p.wC = s.R * s.S, p.wK = p.Cg * s.R * s.S;
+  p.div_rs = FastDivmod(s.R * s.S);
+  p.div_s = FastDivmod(s.S);
+  p.div_sh = FastDivmod(s.stride_h);
+  p.div_sw = FastDivmod(s.stride_w);
+  if (mode == kFwd) {
+    p.M = int(s.N * s.P * s.Q), p.Ncol = p.Kg, p.Kred = int(p.Cg * s.R * s.S);
+    p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
+    p.a_lim_h = p.H, p.a_lim_w = p.W;
+    p.a_kfast = p.nhwc, p.b_kfast = true;
+  } else if (mode == kDgrad) {
+    p.M = int(s.N * s.H * s.W), p.Ncol = p.Cg, p.Kred = int(p.Kg * s.R * s.S);
+    p.div_plane = FastDivmod(s.H * s.W), p.div_row = FastDivmod(s.W), p.div_ch = FastDivmod(p.Kg);
+    p.a_lim_h = p.P, p.a_lim_w = p.Q;
+    p.a_kfast = p.nhwc, p.b_kfast = true;
+  } else {
+    p.M = p.Kg, p.Ncol = int(p.Cg * s.R * s.S), p.Kred = int(s.N * s.P * s.Q);
+    p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
+    p.b_lim_h = p.H, p.b_lim_w = p.W;
+    p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
+  }
+  return p;
+}
+
+}  // namespace conv
 
 bool conv_supported(const ConvShape& s, const char** why) {
   auto fail = [&](const char* m) {
@@ -200,7 +204,7 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
   (void)workspace, (void)workspace_bytes;
   if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_forward(dt, make_direct(s, layout), x, w, bias, y, stream);
-  IgemmParams p = make_igemm(conv::kFwd, s, layout);
+  IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
   p.A = x, p.B = w, p.bias = bias, p.out = y;
   return run_igemm(dt, allow_tf32, false, p, stream);
 }
@@ -211,7 +215,7 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
   (void)workspace, (void)workspace_bytes;
   if (!conv_supported(s) || !dy || !w || !dx) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_backward_input(dt, make_direct(s, layout), dy, w, bias, dx, stream);
-  IgemmParams p = make_igemm(conv::kDgrad, s, layout);
+  IgemmParams p = conv::make_igemm(conv::kDgrad, s, layout);
   p.A = dy, p.B = w, p.bias = bias, p.out = dx;
   return run_igemm(dt, allow_tf32, s.stride_h > 1 || s.stride_w > 1, p, stream);
 }
@@ -226,7 +230,7 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
     const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K * s.R * s.S);
     return conv::depthwise_backward_weight(dt, make_direct(s, layout), dy, x, dw, workspace, splits, stream);
   }
-  IgemmParams p = make_igemm(conv::kWgrad, s, layout);
+  IgemmParams p = conv::make_igemm(conv::kWgrad, s, layout);
   p.A = dy, p.B = x, p.out = dw;
   const WgradPlan plan = wgrad_plan(s);
   int bm, bn, bk;

@@ -113,6 +113,10 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 // Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  strided: the
 // backward-input gather with stride > 1.  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
 // float32 / float64.
+// The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad) for shape s (conv.cu; without pointers,
+// splits or group range, which the launcher fills in).
+IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
+
 cudaError_t launch_igemm_tc(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream);
 cudaError_t launch_igemm_simt(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream);
 

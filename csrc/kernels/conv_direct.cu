@@ -28,6 +28,8 @@ namespace conv {
 namespace {
 
 constexpr int kDirectThreads = 256;   // elementwise depthwise kernels
+constexpr int kDirectMinBlocks = 4;   // their launch-bounds occupancy hint (<= 64 registers; without it ptxas
+                                      // squeezed the float16 backward-input kernel into 32 registers and spilled on sm_80)
 constexpr int kReduceThreads = 256;   // per-block reductions (weight and bias gradients)
 constexpr int kMaxGridY = 65535;
 constexpr int64_t kSplitTargetBlocks = 1024;  // aim of direct_reduce_splits (shape-only, device independent)
@@ -47,7 +49,7 @@ struct DirectArgs {
 
 // ---------------------------------------------------------------------------------------------- depthwise forward
 template <typename T>
-__global__ void __launch_bounds__(kDirectThreads) depthwise_fwd_kernel(const DirectArgs a, const T* __restrict__ x,
+__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks) depthwise_fwd_kernel(const DirectArgs a, const T* __restrict__ x,
                                                                        const T* __restrict__ w,
                                                                        const T* __restrict__ bias, T* __restrict__ y) {
   using C = typename Compute<T>::type;
@@ -79,7 +81,7 @@ __global__ void __launch_bounds__(kDirectThreads) depthwise_fwd_kernel(const Dir
 
 // ---------------------------------------------------------------------------------------- depthwise backward-input
 template <typename T>
-__global__ void __launch_bounds__(kDirectThreads) depthwise_dgrad_kernel(const DirectArgs a, const T* __restrict__ dy,
+__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks) depthwise_dgrad_kernel(const DirectArgs a, const T* __restrict__ dy,
                                                                          const T* __restrict__ w,
                                                                          const T* __restrict__ bias,
                                                                          T* __restrict__ dx) {

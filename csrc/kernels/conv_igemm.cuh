@@ -63,7 +63,7 @@ template <typename T, int Op> struct IgemmSmem {
 };
 
 // ------------------------------------------------------------------------------------------------ table entries
-__device__ __forceinline__ void split_crs(const IgemmParams& p, int idx, int& c, int& r, int& s) {
+__host__ __device__ __forceinline__ void split_crs(const IgemmParams& p, int idx, int& c, int& r, int& s) {
   int q1, r1, rs;
   if (p.nhwc) {  // idx = (r*S + s)*channels + c
     p.div_ch.divmod(idx, q1, r1);
@@ -75,7 +75,7 @@ __device__ __forceinline__ void split_crs(const IgemmParams& p, int idx, int& c,
   p.div_s.divmod(rs, r, s);
 }
 
-__device__ __forceinline__ void split_pixel(const IgemmParams& p, int idx, int& n, int& a, int& b) {
+__host__ __device__ __forceinline__ void split_pixel(const IgemmParams& p, int idx, int& n, int& a, int& b) {
   int rem;
   p.div_plane.divmod(idx, n, rem);
   p.div_row.divmod(rem, a, b);
@@ -83,7 +83,7 @@ __device__ __forceinline__ void split_pixel(const IgemmParams& p, int idx, int& 
 
 // Entry of GEMM row m (A side) and the offset of output row m.
 template <bool kStrided>
-__device__ __forceinline__ void build_row(const IgemmParams& p, int g, int m, Entry& e, long long& out) {
+__host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, int m, Entry& e, long long& out) {
   if (m >= p.M) {
     e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
     return;
@@ -110,7 +110,7 @@ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, int m, En
 }
 
 // Entry of GEMM column j (B side) and the offset of output column j.
-__device__ __forceinline__ void build_col(const IgemmParams& p, int g, int j, Entry& e, long long& out) {
+__host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, int j, Entry& e, long long& out) {
   if (j >= p.Ncol) {
     e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
     return;
@@ -132,7 +132,7 @@ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, int j, En
 
 // Entries of reduction index kk for A and B.
 template <bool kStrided>
-__device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, Entry& b) {
+__host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, Entry& b) {
   if (kk >= p.Kred) {
     // The strided gather tests row.h - k.h >= 0, so its invalid reduction entry is the positive marker.
     const int inv_a = kStrided ? -kInvalidCoord : kInvalidCoord;
@@ -166,11 +166,17 @@ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, 
   }
 }
 
-template <typename T> __device__ __forceinline__ T zero_value() { return from_compute<T>(0); }
+// Zero of a storage type, on the host too (the table and gather functions above and below are host-callable so
+// that tests_cpp/test_conv.cu can check the GEMM formulation on a machine without a GPU).
+template <typename T> __host__ __device__ __forceinline__ T zero_value() { return T(0); }
+template <> __host__ __device__ __forceinline__ __half zero_value<__half>() { return __half(__half_raw{0}); }
+template <> __host__ __device__ __forceinline__ __nv_bfloat16 zero_value<__nv_bfloat16>() {
+  return __nv_bfloat16(__nv_bfloat16_raw{0});
+}
 
 // Element (row entry r, reduction entry k) of a window operand: zero outside [0, lim_h) x [0, lim_w).
 template <typename T>
-__device__ __forceinline__ T gather_window(const T* __restrict__ base, const Entry& r, const Entry& k, int lim_h,
+__host__ __device__ __forceinline__ T gather_window(const T* __restrict__ base, const Entry& r, const Entry& k, int lim_h,
                                            int lim_w) {
   const int h = r.h + k.h, w = r.w + k.w;
   if (static_cast<unsigned>(h) < static_cast<unsigned>(lim_h) && static_cast<unsigned>(w) < static_cast<unsigned>(lim_w))
@@ -180,7 +186,7 @@ __device__ __forceinline__ T gather_window(const T* __restrict__ base, const Ent
 
 // Element of dy for backward-input with stride > 1: output pixel (h + pad - r*dil) / stride when that divides.
 template <typename T>
-__device__ __forceinline__ T gather_strided(const IgemmParams& p, const T* __restrict__ base, const Entry& r,
+__host__ __device__ __forceinline__ T gather_strided(const IgemmParams& p, const T* __restrict__ base, const Entry& r,
                                             const Entry& k) {
   const int hh = r.h - k.h, ww = r.w - k.w;
   if (hh < 0 || ww < 0) return zero_value<T>();
