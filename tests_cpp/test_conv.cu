@@ -1,6 +1,7 @@
 // C++ test of the convolution launchers (csrc/kernels/conv.h) against a naive host reference.
 //
-// 1. Without a GPU (always run): the multiply-shift division of every divisor kind the kernels use, and the
+// 1. Without a GPU (always run): the multiply-shift division of every divisor kind the kernels use, that each
+//    tile's load mapping covers the tile exactly once, the depthwise kernels' per-element arithmetic, and the
 //    implicit-GEMM formulation itself: the row / column / reduction entries and the gathers of conv_igemm.cuh,
 //    evaluated on the host as a plain triple loop in float64 (forward, backward-input plain and strided,
 //    backward-weight; NCHW and NHWC; groups), compared with a scatter-form reference; entries past the GEMM's
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/conv_direct.cuh"
 #include "kernels/conv_igemm.cuh"
 
 using namespace deepops;
@@ -218,6 +220,81 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
   return bad;
 }
 
+// Every (row, kk) of a BR x BK tile is loaded by exactly one (thread, element), in both load mappings.
+template <int BR, int BK, int kThreads> static int check_tile_cover(const char* name) {
+  int bad = 0;
+  for (bool kfast : {false, true}) {
+    std::vector<int> seen(BR * BK, 0);
+    for (int tid = 0; tid < kThreads; ++tid)
+      for (int e = 0; e < BR * BK / kThreads; ++e) {
+        int row, kk;
+        conv::tile_coord<BR, BK, kThreads>(kfast, tid, e, row, kk);
+        if (row < 0 || row >= BR || kk < 0 || kk >= BK) ++bad;
+        else ++seen[row * BK + kk];
+      }
+    for (int v : seen) bad += v != 1;
+  }
+  if (bad) std::printf("load mapping of %s does not cover its tile exactly once\n", name);
+  return bad;
+}
+
+static int check_tile_covers() {
+  using namespace conv;
+  return check_tile_cover<TileSimtF32::BM, TileSimtF32::BK, TileSimtF32::kThreads>("SIMT f32 A") +
+         check_tile_cover<TileSimtF32::BN, TileSimtF32::BK, TileSimtF32::kThreads>("SIMT f32 B") +
+         check_tile_cover<TileSimtF64::BM, TileSimtF64::BK, TileSimtF64::kThreads>("SIMT f64 A") +
+         check_tile_cover<TileSimtF64::BN, TileSimtF64::BK, TileSimtF64::kThreads>("SIMT f64 B") +
+         check_tile_cover<TileMma16::BM, TileMma16::BK, TileMma16::kThreads>("MMA 16-bit A") +
+         check_tile_cover<TileMma16::BN, TileMma16::BK, TileMma16::kThreads>("MMA 16-bit B") +
+         check_tile_cover<TileMmaTf32::BM, TileMmaTf32::BK, TileMmaTf32::kThreads>("TF32 A") +
+         check_tile_cover<TileMmaTf32::BN, TileMmaTf32::BK, TileMmaTf32::kThreads>("TF32 B");
+}
+
+// The depthwise kernels' per-element arithmetic on the host (float64), with the launchers' argument set-up.
+static int check_depthwise(const Case& cs, ConvLayout l, const Tensors& t, const Ref& ref) {
+  const ConvShape& s = cs.s;
+  if (s.C / s.groups != 1) return 0;
+  int bad = 0;
+  const conv::DirectParams p = conv::make_direct(s, l);
+  auto cmp = [&](const char* what, const std::vector<double>& got, const std::vector<double>& want,
+                 const std::vector<double>& mag) {
+    for (size_t i = 0; i < want.size(); ++i)
+      if (!(std::fabs(got[i] - want[i]) <= 1e-12 * (mag[i] + 1)) && bad++ < 5)
+        std::printf("depthwise %s %s %s: element %zu = %g, want %g\n", what, cs.name,
+                    l == ConvLayout::kNHWC ? "NHWC" : "NCHW", i, got[i], want[i]);
+  };
+  {
+    const conv::DirectArgs a = conv::direct_fwd_args(p);
+    std::vector<double> y(ref.y.size(), std::nan(""));
+    for (int n = 0; n < p.N; ++n)
+      for (int idx = 0; idx < a.per_image; ++idx) {
+        long long off;
+        const double v = conv::dw_fwd_element<double>(a, t.x.data(), t.w.data(), nullptr, n, idx, off);
+        if (off >= 0 && off < static_cast<long long>(y.size())) y[off] = v;
+      }
+    cmp("forward", y, ref.y, ref.ymag);
+  }
+  {
+    const conv::DirectArgs a = conv::direct_dgrad_args(p);
+    std::vector<double> dx(ref.dx.size(), std::nan(""));
+    for (int n = 0; n < p.N; ++n)
+      for (int idx = 0; idx < a.per_image; ++idx) {
+        long long off;
+        const double v = conv::dw_dgrad_element<double>(a, t.y.data(), t.w.data(), nullptr, n, idx, off);
+        if (off >= 0 && off < static_cast<long long>(dx.size())) dx[off] = v;
+      }
+    cmp("backward_input", dx, ref.dx, ref.dxmag);
+  }
+  {
+    const conv::DirectArgs a = conv::direct_args(p);
+    std::vector<double> dw(ref.dw.size(), 0);
+    for (int e = 0; e < static_cast<int>(dw.size()); ++e)
+      for (int i = 0; i < p.N * p.P * p.Q; ++i) dw[e] += conv::dw_wgrad_term<double, double>(a, t.y.data(), t.x.data(), e, i);
+    cmp("backward_weight", dw, ref.dw, ref.dwmag);
+  }
+  return bad;
+}
+
 // ------------------------------------------------------------------------------------------------ GPU checks
 static double round_to(DType dt, double v) {
   switch (dt) {
@@ -366,7 +443,7 @@ static int run_gpu_case(const Case& cs, ConvLayout l, DType dt, bool tf32, const
 int main() {
   std::mt19937 rng(0);
   std::uniform_real_distribution<double> U(-1.0, 1.0);
-  int host_bad = check_fastdivmod();
+  int host_bad = check_fastdivmod() + check_tile_covers();
   const auto all = cases();
   std::vector<Tensors> data;
   for (const auto& cs : all) {
@@ -382,7 +459,9 @@ int main() {
         ++host_bad;
         continue;
       }
-      host_bad += check_formulation(cs, l, t, reference(s, l, t, false, false));
+      const Ref ref = reference(s, l, t, false, false);
+      host_bad += check_formulation(cs, l, t, ref);
+      host_bad += check_depthwise(cs, l, t, ref);
     }
     data.push_back(std::move(t));
   }

@@ -30,7 +30,7 @@ using conv::IgemmParams;
 
 namespace {
 
-constexpr int64_t kMax32 = INT_MAX;
+constexpr int64_t kMax32 = INT_MAX - 1024;  // GEMM indices run up to a tile past their extent
 constexpr int64_t kMaxCoord = int64_t(1) << 29;   // window coordinates stay far from conv::kInvalidCoord
 constexpr int64_t kWgradTargetBlocks = 264;       // ~2 waves of 132 SMs: what split-K aims for
 constexpr int64_t kWgradNominalTile = 128;        // tile edge used for the (tile-independent) split plan
@@ -77,17 +77,6 @@ void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_
   if (layout == ConvLayout::kNHWC) sn = H * W * C, sc = 1, sh = W * C, sw = C;
   else sn = C * H * W, sc = H * W, sh = W, sw = 1;
   (void)s;
-}
-
-conv::DirectParams make_direct(const ConvShape& s, ConvLayout layout) {
-  conv::DirectParams p;
-  p.nhwc = layout == ConvLayout::kNHWC;
-  p.N = int(s.N), p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.R = int(s.R), p.S = int(s.S);
-  p.P = int(s.P), p.Q = int(s.Q), p.mult = int(s.K / std::max<int64_t>(1, s.C));
-  p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
-  strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
-  strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
-  return p;
 }
 
 // Runs the implicit GEMM over all groups, in launches of at most 65535 / splits groups (grid.z).
@@ -151,6 +140,17 @@ IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
   return p;
 }
 
+DirectParams make_direct(const ConvShape& s, ConvLayout layout) {
+  conv::DirectParams p;
+  p.nhwc = layout == ConvLayout::kNHWC;
+  p.N = int(s.N), p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.R = int(s.R), p.S = int(s.S);
+  p.P = int(s.P), p.Q = int(s.Q), p.mult = int(s.K / std::max<int64_t>(1, s.C));
+  p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
+  strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
+  strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
+  return p;
+}
+
 }  // namespace conv
 
 bool conv_supported(const ConvShape& s, const char** why) {
@@ -203,7 +203,7 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
                            cudaStream_t stream) {
   (void)workspace, (void)workspace_bytes;
   if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
-  if (is_depthwise(s)) return conv::depthwise_forward(dt, make_direct(s, layout), x, w, bias, y, stream);
+  if (is_depthwise(s)) return conv::depthwise_forward(dt, conv::make_direct(s, layout), x, w, bias, y, stream);
   IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
   p.A = x, p.B = w, p.bias = bias, p.out = y;
   return run_igemm(dt, allow_tf32, false, p, stream);
@@ -214,7 +214,7 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
                                   size_t workspace_bytes, cudaStream_t stream) {
   (void)workspace, (void)workspace_bytes;
   if (!conv_supported(s) || !dy || !w || !dx) return cudaErrorInvalidValue;
-  if (is_depthwise(s)) return conv::depthwise_backward_input(dt, make_direct(s, layout), dy, w, bias, dx, stream);
+  if (is_depthwise(s)) return conv::depthwise_backward_input(dt, conv::make_direct(s, layout), dy, w, bias, dx, stream);
   IgemmParams p = conv::make_igemm(conv::kDgrad, s, layout);
   p.A = dy, p.B = w, p.bias = bias, p.out = dx;
   return run_igemm(dt, allow_tf32, s.stride_h > 1 || s.stride_w > 1, p, stream);
@@ -228,7 +228,7 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
   if (!check_workspace(need, workspace, workspace_bytes)) return cudaErrorInvalidValue;
   if (is_depthwise(s)) {
     const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K * s.R * s.S);
-    return conv::depthwise_backward_weight(dt, make_direct(s, layout), dy, x, dw, workspace, splits, stream);
+    return conv::depthwise_backward_weight(dt, conv::make_direct(s, layout), dy, x, dw, workspace, splits, stream);
   }
   IgemmParams p = conv::make_igemm(conv::kWgrad, s, layout);
   p.A = dy, p.B = x, p.out = dw;
@@ -252,7 +252,7 @@ cudaError_t conv2d_backward_bias(DType dt, const ConvShape& s, ConvLayout layout
   const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardBias, dt, s, layout);
   if (!check_workspace(need, workspace, workspace_bytes)) return cudaErrorInvalidValue;
   const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K);
-  return conv::bias_backward(dt, make_direct(s, layout), dy, db, workspace, splits, stream);
+  return conv::bias_backward(dt, conv::make_direct(s, layout), dy, db, workspace, splits, stream);
 }
 
 }  // namespace deepops

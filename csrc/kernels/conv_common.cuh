@@ -127,6 +127,8 @@ struct DirectParams {
   int sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
   long long xN = 0, xC = 0, xH = 0, xW = 0, yN = 0, yC = 0, yH = 0, yW = 0;
 };
+// The direct-kernel parameters for shape s (conv.cu).
+DirectParams make_direct(const ConvShape& s, ConvLayout layout);
 cudaError_t depthwise_forward(DType dt, const DirectParams& p, const void* x, const void* w, const void* bias,
                               void* y, cudaStream_t stream);
 cudaError_t depthwise_backward_input(DType dt, const DirectParams& p, const void* dy, const void* w,

@@ -21,6 +21,7 @@
 #include <algorithm>
 
 #include "conv_common.cuh"
+#include "conv_direct.cuh"
 #include "device_utils.cuh"
 
 namespace deepops {
@@ -39,83 +40,31 @@ constexpr int kMaxSplits = 256;
 template <typename T> struct AccOf { using type = float; };
 template <> struct AccOf<double> { using type = double; };
 
-struct DirectArgs {
-  DirectParams p;
-  FastDivmod div_a, div_b;  // per-image element index -> (a, b-part): NCHW (channel, P*Q), NHWC (pixel, channels)
-  FastDivmod div_row;       // pixel -> (row, column): Q (forward) or W (backward-input)
-  FastDivmod div_mult, div_rs, div_s, div_sh, div_sw, div_pq;
-  int per_image = 0;        // elements of one image of the kernel's output
-};
-
 // ---------------------------------------------------------------------------------------------- depthwise forward
 template <typename T>
-__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks) depthwise_fwd_kernel(const DirectArgs a, const T* __restrict__ x,
-                                                                       const T* __restrict__ w,
-                                                                       const T* __restrict__ bias, T* __restrict__ y) {
-  using C = typename Compute<T>::type;
-  const DirectParams& p = a.p;
+__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks)
+    depthwise_fwd_kernel(const DirectArgs a, const T* __restrict__ x, const T* __restrict__ w,
+                         const T* __restrict__ bias, T* __restrict__ y) {
   const int idx = blockIdx.x * kDirectThreads + threadIdx.x;
   if (idx >= a.per_image) return;
-  int k, pix, pp, q;
-  if (p.nhwc) a.div_a.divmod(idx, pix, k);  // idx = pix * K + k
-  else a.div_a.divmod(idx, k, pix);         // idx = k * P*Q + pix
-  a.div_row.divmod(pix, pp, q);
-  const int c = a.div_mult.div(k);
-  const int hb = pp * p.sh - p.ph, wb = q * p.sw - p.pw;
-  const T* wk = w + static_cast<long long>(k) * p.R * p.S;
-  for (int n = blockIdx.y; n < p.N; n += gridDim.y) {
-    const T* xc = x + n * p.xN + c * p.xC;
-    C acc = bias ? to_compute(bias[k]) : C(0);
-    for (int r = 0; r < p.R; ++r) {
-      const int h = hb + r * p.dh;
-      if (static_cast<unsigned>(h) >= static_cast<unsigned>(p.H)) continue;
-      for (int s = 0; s < p.S; ++s) {
-        const int ww = wb + s * p.dw;
-        if (static_cast<unsigned>(ww) >= static_cast<unsigned>(p.W)) continue;
-        acc += to_compute(xc[h * p.xH + ww * p.xW]) * to_compute(__ldg(wk + r * p.S + s));
-      }
-    }
-    y[n * p.yN + k * p.yC + pp * p.yH + q * p.yW] = from_compute<T>(acc);
+  for (int n = blockIdx.y; n < a.p.N; n += gridDim.y) {
+    long long off;
+    const auto v = dw_fwd_element<T>(a, x, w, bias, n, idx, off);
+    y[off] = from_compute<T>(v);
   }
 }
 
 // ---------------------------------------------------------------------------------------- depthwise backward-input
 template <typename T>
-__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks) depthwise_dgrad_kernel(const DirectArgs a, const T* __restrict__ dy,
-                                                                         const T* __restrict__ w,
-                                                                         const T* __restrict__ bias,
-                                                                         T* __restrict__ dx) {
-  using C = typename Compute<T>::type;
-  const DirectParams& p = a.p;
+__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks)
+    depthwise_dgrad_kernel(const DirectArgs a, const T* __restrict__ dy, const T* __restrict__ w,
+                           const T* __restrict__ bias, T* __restrict__ dx) {
   const int idx = blockIdx.x * kDirectThreads + threadIdx.x;
   if (idx >= a.per_image) return;
-  int c, pix, h, wi;
-  if (p.nhwc) a.div_a.divmod(idx, pix, c);
-  else a.div_a.divmod(idx, c, pix);
-  a.div_row.divmod(pix, h, wi);
-  for (int n = blockIdx.y; n < p.N; n += gridDim.y) {
-    C acc = bias ? to_compute(bias[c]) : C(0);
-    for (int j = 0; j < p.mult; ++j) {
-      const int k = c * p.mult + j;
-      const T* dyk = dy + n * p.yN + k * p.yC;
-      const T* wk = w + static_cast<long long>(k) * p.R * p.S;
-      for (int r = 0; r < p.R; ++r) {
-        const int hh = h + p.ph - r * p.dh;
-        if (hh < 0) break;  // hh only decreases with r
-        int pp, remh;
-        a.div_sh.divmod(hh, pp, remh);
-        if (remh != 0 || pp >= p.P) continue;
-        for (int s = 0; s < p.S; ++s) {
-          const int ww = wi + p.pw - s * p.dw;
-          if (ww < 0) break;
-          int q, remw;
-          a.div_sw.divmod(ww, q, remw);
-          if (remw != 0 || q >= p.Q) continue;
-          acc += to_compute(dyk[pp * p.yH + q * p.yW]) * to_compute(__ldg(wk + r * p.S + s));
-        }
-      }
-    }
-    dx[n * p.xN + c * p.xC + h * p.xH + wi * p.xW] = from_compute<T>(acc);
+  for (int n = blockIdx.y; n < a.p.N; n += gridDim.y) {
+    long long off;
+    const auto v = dw_dgrad_element<T>(a, dy, w, bias, n, idx, off);
+    dx[off] = from_compute<T>(v);
   }
 }
 
@@ -140,24 +89,11 @@ __global__ void __launch_bounds__(kReduceThreads) depthwise_wgrad_kernel(const D
                                                                          long long pixels, long long chunk) {
   using A = typename AccOf<T>::type;
   __shared__ A sm[kReduceThreads];
-  const DirectParams& p = a.p;
   const int e = blockIdx.x, split = blockIdx.y;
-  int k, rs, r, s;
-  a.div_rs.divmod(e, k, rs);
-  a.div_s.divmod(rs, r, s);
-  const int c = a.div_mult.div(k);
   const long long begin = split * chunk, end = min(pixels, begin + chunk);
   A acc = 0;
-  for (long long i = begin + threadIdx.x; i < end; i += kReduceThreads) {
-    int n, pix, pp, q;
-    a.div_pq.divmod(static_cast<int>(i), n, pix);
-    a.div_row.divmod(pix, pp, q);
-    const int h = pp * p.sh - p.ph + r * p.dh, ww = q * p.sw - p.pw + s * p.dw;
-    if (static_cast<unsigned>(h) >= static_cast<unsigned>(p.H) || static_cast<unsigned>(ww) >= static_cast<unsigned>(p.W))
-      continue;
-    acc += static_cast<A>(to_compute(dy[n * p.yN + k * p.yC + pp * p.yH + q * p.yW])) *
-           static_cast<A>(to_compute(x[n * p.xN + c * p.xC + h * p.xH + ww * p.xW]));
-  }
+  for (long long i = begin + threadIdx.x; i < end; i += kReduceThreads)
+    acc += dw_wgrad_term<T, A>(a, dy, x, e, static_cast<int>(i));
   const A total = block_sum(acc, sm);
   if (threadIdx.x == 0) ws[static_cast<long long>(split) * gridDim.x + e] = total;
 }
@@ -219,18 +155,6 @@ __global__ void __launch_bounds__(kDirectThreads) reduce_splits_kernel(const typ
   }
 }
 
-DirectArgs make_args(const DirectParams& p) {
-  DirectArgs a;
-  a.p = p;
-  a.div_mult = FastDivmod(p.mult);
-  a.div_rs = FastDivmod(static_cast<int64_t>(p.R) * p.S);
-  a.div_s = FastDivmod(p.S);
-  a.div_sh = FastDivmod(p.sh);
-  a.div_sw = FastDivmod(p.sw);
-  a.div_pq = FastDivmod(static_cast<int64_t>(p.P) * p.Q);
-  return a;
-}
-
 unsigned grid_y(int n) { return static_cast<unsigned>(std::max(1, std::min(n, kMaxGridY))); }
 
 }  // namespace
@@ -243,11 +167,7 @@ int direct_reduce_splits(int64_t pixels, int64_t outputs) {
 
 cudaError_t depthwise_forward(DType dt, const DirectParams& p, const void* x, const void* w, const void* bias,
                               void* y, cudaStream_t stream) {
-  DirectArgs a = make_args(p);
-  const int64_t pq = static_cast<int64_t>(p.P) * p.Q;
-  a.per_image = static_cast<int>(pq * p.K);
-  a.div_a = FastDivmod(p.nhwc ? p.K : pq);
-  a.div_row = FastDivmod(p.Q);
+  const DirectArgs a = direct_fwd_args(p);
   const dim3 grid((a.per_image + kDirectThreads - 1) / kDirectThreads, grid_y(p.N));
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
@@ -260,11 +180,7 @@ cudaError_t depthwise_forward(DType dt, const DirectParams& p, const void* x, co
 
 cudaError_t depthwise_backward_input(DType dt, const DirectParams& p, const void* dy, const void* w,
                                      const void* bias, void* dx, cudaStream_t stream) {
-  DirectArgs a = make_args(p);
-  const int64_t hw = static_cast<int64_t>(p.H) * p.W;
-  a.per_image = static_cast<int>(hw * p.C);
-  a.div_a = FastDivmod(p.nhwc ? p.C : hw);
-  a.div_row = FastDivmod(p.W);
+  const DirectArgs a = direct_dgrad_args(p);
   const dim3 grid((a.per_image + kDirectThreads - 1) / kDirectThreads, grid_y(p.N));
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
@@ -277,8 +193,7 @@ cudaError_t depthwise_backward_input(DType dt, const DirectParams& p, const void
 
 cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const void* dy, const void* x, void* dw,
                                       void* ws, int splits, cudaStream_t stream) {
-  DirectArgs a = make_args(p);
-  a.div_row = FastDivmod(p.Q);
+  const DirectArgs a = direct_args(p);
   const long long pixels = static_cast<long long>(p.N) * p.P * p.Q;
   const long long chunk = (pixels + splits - 1) / splits;
   const long long outputs = static_cast<long long>(p.K) * p.R * p.S;
@@ -295,7 +210,7 @@ cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const voi
 
 cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void* db, void* ws, int splits,
                           cudaStream_t stream) {
-  DirectArgs a = make_args(p);
+  const DirectArgs a = direct_args(p);
   const long long pixels = static_cast<long long>(p.N) * p.P * p.Q;
   const long long chunk = (pixels + splits - 1) / splits;
   return dispatch_float(dt, [&](auto tag) {

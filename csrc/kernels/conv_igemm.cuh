@@ -168,6 +168,15 @@ __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, E
 
 // Zero of a storage type, on the host too (the table and gather functions above and below are host-callable so
 // that tests_cpp/test_conv.cu can check the GEMM formulation on a machine without a GPU).
+// Load mapping: element e (0 <= e < BR*BK/kThreads) of thread tid in a BR x BK operand tile is (row, kk).  kfast:
+// neighbouring threads take neighbouring reduction indices; otherwise neighbouring rows.  Every (row, kk) of the
+// tile is taken by exactly one (tid, e) (checked by tests_cpp/test_conv.cu).
+template <int BR, int BK, int kThreads>
+__host__ __device__ __forceinline__ void tile_coord(bool kfast, int tid, int e, int& row, int& kk) {
+  if (kfast) row = tid / BK + e * (kThreads / BK), kk = tid % BK;
+  else row = tid % BR, kk = tid / BR + e * (kThreads / BR);
+}
+
 template <typename T> __host__ __device__ __forceinline__ T zero_value() { return T(0); }
 template <> __host__ __device__ __forceinline__ __half zero_value<__half>() { return __half(__half_raw{0}); }
 template <> __host__ __device__ __forceinline__ __nv_bfloat16 zero_value<__nv_bfloat16>() {
@@ -278,14 +287,8 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op>::kThreads, 1) conv_igemm_kerne
 
   // Register stage of the next k-tile; element e of this thread is (row, kk) of the tile per the load mapping.
   T ra[EA], rb[EB];
-  auto a_coord = [&](int e, int& row, int& kk) {
-    if (p.a_kfast) row = tid / BK + e * (kThreads / BK), kk = tid % BK;
-    else row = tid % BM, kk = tid / BM + e * (kThreads / BM);
-  };
-  auto b_coord = [&](int e, int& row, int& kk) {
-    if (p.b_kfast) row = tid / BK + e * (kThreads / BK), kk = tid % BK;
-    else row = tid % BN, kk = tid / BN + e * (kThreads / BN);
-  };
+  auto a_coord = [&](int e, int& row, int& kk) { tile_coord<BM, BK, kThreads>(p.a_kfast, tid, e, row, kk); };
+  auto b_coord = [&](int e, int& row, int& kk) { tile_coord<BN, BK, kThreads>(p.b_kfast, tid, e, row, kk); };
   auto load_tile = [&](int stage) {
     const Entry* kt = ktab + stage * 2 * BK;
 #pragma unroll
