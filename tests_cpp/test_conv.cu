@@ -9,7 +9,8 @@
 // 2. With a GPU: every launcher (forward with bias, backward-input with and without bias, backward-weight, bias
 //    gradient) in float64, float32 (FFMA and TF32), float16 and bfloat16, NCHW and NHWC, on small random shapes
 //    that take every path: generic 3x3, strided, dilated, grouped, depthwise (multiplier 1 and 2), the
-//    single-channel and 3-channel first layers, 1x1, non-square, and a backward-weight with split-K.
+//    single-channel and 3-channel first layers, 1x1, non-square, a backward-weight with split-K, and GEMMs of
+//    more and of at most 64 columns (the wide and the narrow tensor-core tiles).
 //    The error bound is tol(dtype) * sum |terms| per output element.
 // Exit status: 0 pass, 1 failure, 77 (skipped) when the host part passes and there is no GPU.
 #include <cuda_bf16.h>
@@ -247,7 +248,11 @@ static int check_tile_covers() {
          check_tile_cover<TileMma16::BM, TileMma16::BK, TileMma16::kThreads>("MMA 16-bit A") +
          check_tile_cover<TileMma16::BN, TileMma16::BK, TileMma16::kThreads>("MMA 16-bit B") +
          check_tile_cover<TileMmaTf32::BM, TileMmaTf32::BK, TileMmaTf32::kThreads>("TF32 A") +
-         check_tile_cover<TileMmaTf32::BN, TileMmaTf32::BK, TileMmaTf32::kThreads>("TF32 B");
+         check_tile_cover<TileMmaTf32::BN, TileMmaTf32::BK, TileMmaTf32::kThreads>("TF32 B") +
+         check_tile_cover<TileMma16Narrow::BM, TileMma16Narrow::BK, TileMma16Narrow::kThreads>("MMA 16-bit narrow A") +
+         check_tile_cover<TileMma16Narrow::BN, TileMma16Narrow::BK, TileMma16Narrow::kThreads>("MMA 16-bit narrow B") +
+         check_tile_cover<TileMmaTf32Narrow::BM, TileMmaTf32Narrow::BK, TileMmaTf32Narrow::kThreads>("TF32 narrow A") +
+         check_tile_cover<TileMmaTf32Narrow::BN, TileMmaTf32Narrow::BK, TileMmaTf32Narrow::kThreads>("TF32 narrow B");
 }
 
 // The depthwise kernels' per-element arithmetic on the host (float64), with the launchers' argument set-up.

@@ -93,7 +93,7 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, bool strided, IgemmParams p, cu
   for (int g0 = 0; g0 < p.groups; g0 += per_launch) {
     p.group0 = g0;
     p.group_count = std::min(per_launch, p.groups - g0);
-    const cudaError_t err = tc ? conv::launch_igemm_tc(dt, strided, p, stream)
+    const cudaError_t err = tc ? conv::launch_igemm_tc(dt, strided, p.Ncol <= conv::kNarrowMaxCols, p, stream)
                                : conv::launch_igemm_simt(dt, strided, p, stream);
     if (err != cudaSuccess) return err;
   }

@@ -91,11 +91,17 @@ struct IgemmParams {
   int group0 = 0, group_count = 1;  // groups handled by this launch (grid.z = group_count * splits)
 };
 
-// Tile sizes, named once here (the kernels and the host's grid / split-K computation both use them).
-struct TileSimtF32 { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256; };
-struct TileSimtF64 { static constexpr int BM = 64, BN = 64, BK = 16, kThreads = 256; };
-struct TileMma16 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256; };
-struct TileMmaTf32 { static constexpr int BM = 128, BN = 128, BK = 16, kThreads = 256; };
+// Tile sizes, named once here (the kernels and the host's grid / split-K computation both use them).  kWarpsM x
+// kWarpsN: warp layout of the tensor-core tiles; kMinBlocks: the launch-bounds occupancy target (registers <=
+// 65536 / (kThreads * kMinBlocks)).  The "narrow" tensor-core tiles (BN = 64) take GEMMs with <= 64 columns (64
+// output channels: first layers, ResNet's first stage), where the 128-wide tile would waste half its MMAs.
+struct TileSimtF32 { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
+struct TileSimtF64 { static constexpr int BM = 64, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
+struct TileMma16 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
+struct TileMma16Narrow { static constexpr int BM = 128, BN = 64, BK = 32, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };
+struct TileMmaTf32 { static constexpr int BM = 128, BN = 128, BK = 16, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
+struct TileMmaTf32Narrow { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };
+constexpr int kNarrowMaxCols = 64;  // GEMMs with at most this many columns take the narrow tensor-core tiles
 
 // Tile sizes of the kernel that takes (dt, tf32).
 inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
@@ -111,13 +117,13 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 }
 
 // Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  strided: the
-// backward-input gather with stride > 1.  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
+// backward-input gather with stride > 1; narrow: the BN = 64 tensor-core tiles.  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
 // float32 / float64.
 // The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad) for shape s (conv.cu; without pointers,
 // splits or group range, which the launcher fills in).
 IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
 
-cudaError_t launch_igemm_tc(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream);
+cudaError_t launch_igemm_tc(DType dt, bool strided, bool narrow, const IgemmParams& p, cudaStream_t stream);
 cudaError_t launch_igemm_simt(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream);
 
 // conv_direct.cu.  Depthwise (C/groups == 1, K = groups * mult) direct kernels, bias gradient, split reduction.

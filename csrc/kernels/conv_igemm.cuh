@@ -16,7 +16,8 @@
 // * tensor cores (16-bit, TF32): shared tiles are K-contiguous rows, A[BM][BK+pad], B[BN][BK+pad], the pad
 //   making the fragment loads conflict-free; 8 warps as 2 (M) x 4 (N), each warp a 64 x 32 tile of
 //   mma.sync.m16n8k16 (f16 / bf16 in, f32 accumulate) or m16n8k8 (tf32, operands rounded with cvt.rna.tf32.f32
-//   when stored to shared memory);
+//   when stored to shared memory); the narrow variant (BN = 64, for GEMMs of <= 64 columns) uses 4 x 2 warps of
+//   32 x 32;
 // * FFMA / DFMA: shared tiles are row-contiguous per k, A[BK][BM+1], B[BK][BN+1]; 16 x 16 threads, each a
 //   (BM/16) x (BN/16) micro-tile strided by 16 (conflict-free reads); the thread index that runs along the
 //   output's contiguous dimension is chosen at run time so that the stores coalesce;
@@ -28,6 +29,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "conv_common.cuh"
 #include "device_utils.cuh"
@@ -37,16 +39,28 @@ namespace conv {
 
 enum OpKind : int { kOpSimt = 0, kOpMma16 = 1, kOpTf32 = 2 };
 
-template <typename T, int Op> struct IgemmCfg;
-template <> struct IgemmCfg<float, kOpSimt> : TileSimtF32 { using Smem = float; using Acc = float; };
-template <> struct IgemmCfg<double, kOpSimt> : TileSimtF64 { using Smem = double; using Acc = double; };
-template <> struct IgemmCfg<__half, kOpMma16> : TileMma16 { using Smem = __half; using Acc = float; };
-template <> struct IgemmCfg<__nv_bfloat16, kOpMma16> : TileMma16 { using Smem = __nv_bfloat16; using Acc = float; };
-template <> struct IgemmCfg<float, kOpTf32> : TileMmaTf32 { using Smem = float; using Acc = float; };
+template <typename T, int Op, bool kNarrow> struct IgemmCfg;
+template <bool N> struct IgemmCfg<float, kOpSimt, N> : TileSimtF32 { using Smem = float; using Acc = float; };
+template <bool N> struct IgemmCfg<double, kOpSimt, N> : TileSimtF64 { using Smem = double; using Acc = double; };
+template <bool N>
+struct IgemmCfg<__half, kOpMma16, N> : std::conditional_t<N, TileMma16Narrow, TileMma16> {
+  using Smem = __half;
+  using Acc = float;
+};
+template <bool N>
+struct IgemmCfg<__nv_bfloat16, kOpMma16, N> : std::conditional_t<N, TileMma16Narrow, TileMma16> {
+  using Smem = __nv_bfloat16;
+  using Acc = float;
+};
+template <bool N>
+struct IgemmCfg<float, kOpTf32, N> : std::conditional_t<N, TileMmaTf32Narrow, TileMmaTf32> {
+  using Smem = float;
+  using Acc = float;
+};
 
 // Shared-memory geometry of a configuration.
-template <typename T, int Op> struct IgemmSmem {
-  using Cfg = IgemmCfg<T, Op>;
+template <typename T, int Op, bool kNarrow> struct IgemmSmem {
+  using Cfg = IgemmCfg<T, Op, kNarrow>;
   using Smem = typename Cfg::Smem;
   static constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK;
   static constexpr bool kSimt = Op == kOpSimt;
@@ -249,10 +263,11 @@ __device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)
 }
 
 // ------------------------------------------------------------------------------------------------ the kernel
-template <typename T, int Op, bool kStrided>
-__global__ void __launch_bounds__(IgemmCfg<T, Op>::kThreads, 1) conv_igemm_kernel(const IgemmParams p) {
-  using Cfg = IgemmCfg<T, Op>;
-  using L = IgemmSmem<T, Op>;
+template <typename T, int Op, bool kNarrow, bool kStrided>
+__global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T, Op, kNarrow>::kMinBlocks)
+    conv_igemm_kernel(const IgemmParams p) {
+  using Cfg = IgemmCfg<T, Op, kNarrow>;
+  using L = IgemmSmem<T, Op, kNarrow>;
   using Smem = typename Cfg::Smem;
   using Acc = typename Cfg::Acc;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, kThreads = Cfg::kThreads;
@@ -390,9 +405,9 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op>::kThreads, 1) conv_igemm_kerne
 #pragma unroll
       for (int j = 0; j < TN; ++j) store_out(rx + 16 * i, cx + 16 * j, acc[i][j]);
   } else {
-    constexpr int kWarpsM = 2, kWarpsN = 4;
+    constexpr int kWarpsM = Cfg::kWarpsM, kWarpsN = Cfg::kWarpsN;
     static_assert(kWarpsM * kWarpsN * 32 == kThreads, "warp layout");
-    constexpr int WTM = BM / kWarpsM, WTN = BN / kWarpsN;  // 64 x 32 per warp
+    constexpr int WTM = BM / kWarpsM, WTN = BN / kWarpsN;  // 64 x 32 (wide) or 32 x 32 (narrow) per warp
     constexpr int MI = WTM / 16, NI = WTN / 8;
     constexpr int KSTEP = Op == kOpTf32 ? 8 : 16;
     const int warp = tid / 32, lane = tid % 32;
@@ -483,11 +498,11 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op>::kThreads, 1) conv_igemm_kerne
 }
 
 // Launch of one instantiation over p's grid.
-template <typename T, int Op, bool kStrided>
+template <typename T, int Op, bool kNarrow, bool kStrided>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
-  using Cfg = IgemmCfg<T, Op>;
-  constexpr size_t smem = IgemmSmem<T, Op>::kBytes;
-  auto kernel = conv_igemm_kernel<T, Op, kStrided>;
+  using Cfg = IgemmCfg<T, Op, kNarrow>;
+  constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
+  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kStrided>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;

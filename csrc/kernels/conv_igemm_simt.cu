@@ -10,11 +10,11 @@ namespace conv {
 cudaError_t launch_igemm_simt(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream) {
   switch (dt) {
     case DType::kFloat32:
-      return strided ? launch_igemm_cfg<float, kOpSimt, true>(p, stream)
-                     : launch_igemm_cfg<float, kOpSimt, false>(p, stream);
+      return strided ? launch_igemm_cfg<float, kOpSimt, false, true>(p, stream)
+                     : launch_igemm_cfg<float, kOpSimt, false, false>(p, stream);
     case DType::kFloat64:
-      return strided ? launch_igemm_cfg<double, kOpSimt, true>(p, stream)
-                     : launch_igemm_cfg<double, kOpSimt, false>(p, stream);
+      return strided ? launch_igemm_cfg<double, kOpSimt, false, true>(p, stream)
+                     : launch_igemm_cfg<double, kOpSimt, false, false>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
