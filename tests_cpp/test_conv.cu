@@ -10,7 +10,8 @@
 //    gradient) in float64, float32 (FFMA and TF32), float16 and bfloat16, NCHW and NHWC, on small random shapes
 //    that take every path: generic 3x3, strided, dilated, grouped, depthwise (multiplier 1 and 2), the
 //    single-channel and 3-channel first layers, 1x1, non-square, a backward-weight with split-K, and GEMMs of
-//    more and of at most 64 columns (the wide and the narrow tensor-core tiles).
+//    more and of at most 64 columns (the wide and the narrow tensor-core tiles); in NHWC with C/groups % 8 == 0
+//    the 16-bit forward takes the cp.async vector path.
 //    The error bound is tol(dtype) * sum |terms| per output element.
 // Exit status: 0 pass, 1 failure, 77 (skipped) when the host part passes and there is no GPU.
 #include <cuda_bf16.h>
@@ -124,6 +125,7 @@ static std::vector<Case> cases() {
       {"dilation 2", make(2, 4, 12, 12, 8, 3, 3, 1, 1, 2, 2, 2, 2, 1)},
       {"groups 2", make(2, 8, 8, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2)},
       {"groups 4 s2", make(1, 16, 10, 10, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4)},
+      {"groups 2, 8 channels per group", make(2, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2)},
       {"depthwise 3x3", make(2, 12, 10, 9, 12, 3, 3, 1, 1, 1, 1, 1, 1, 12)},
       {"depthwise mult 2 s2", make(2, 6, 11, 11, 12, 5, 5, 2, 2, 2, 2, 1, 1, 6)},
       {"C=1 first layer", make(2, 1, 20, 18, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1)},
@@ -164,11 +166,20 @@ static int check_fastdivmod() {
 static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, const Ref& ref) {
   int bad = 0;
   const ConvShape& s = cs.s;
-  for (int mode : {conv::kFwd, conv::kDgrad, conv::kWgrad}) {
+  // The weight as KRSC, with the strides the forward vector path gives the kernel (variant 3 below).
+  const int64_t cg = s.C / s.groups;
+  std::vector<double> w_krsc(t.w.size());
+  for (int64_t k = 0; k < s.K; ++k)
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t q = 0; q < s.S; ++q) w_krsc[((k * s.R + r) * s.S + q) * cg + c] = t.w[wi(s, k, c, r, q)];
+  for (int variant : {0, 1, 2, 3}) {
+    const int mode = variant == 3 ? conv::kFwd : variant;
     conv::IgemmParams p = conv::make_igemm(mode, s, l);
+    if (variant == 3) p.wK = cg * s.R * s.S, p.wR = s.S * cg, p.wS = cg, p.wC = 1;
     const bool strided = mode == conv::kDgrad && (s.stride_h > 1 || s.stride_w > 1);
     const std::vector<double>& A = mode == conv::kFwd ? t.x : t.y;
-    const std::vector<double>& B = mode == conv::kWgrad ? t.x : t.w;
+    const std::vector<double>& B = variant == 3 ? w_krsc : mode == conv::kWgrad ? t.x : t.w;
     const std::vector<double>& want = mode == conv::kFwd ? ref.y : mode == conv::kDgrad ? ref.dx : ref.dw;
     const std::vector<double>& mag = mode == conv::kFwd ? ref.ymag : mode == conv::kDgrad ? ref.dxmag : ref.dwmag;
     std::vector<double> out(want.size(), std::nan(""));

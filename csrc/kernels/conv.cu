@@ -13,6 +13,10 @@
 //     element, and a 3-channel 7x7 layer is a GEMM with a reduction of 147, padded only to the next BK (not each
 //     channel to the MMA's k, which is where channel-vectorised kernels waste their work).
 //     Backward-input with a stride > 1 uses the strided gather (divisibility test per element).
+//     float16 / bfloat16 forward in NHWC with C/groups % 8 == 0: the vector path (16-byte cp.async of 8 channels,
+//     zero-filled in the padding); the workspace holds the weight transposed to KRSC so that 8 consecutive
+//     reduction indices are contiguous in both operands.
+//     GEMMs of <= 64 columns (64 output channels, ...) take the narrow 128 x 64 tensor-core tiles.
 //   Backward-weight of the implicit GEMM splits its N*P*Q reduction (split-K) when the output tiles alone would
 //   not fill the GPU: each split writes its partial tile to the workspace, reduce_splits adds them in split order.
 //   The split plan depends on the shape only (not on the device or the tile configuration), so a result is
@@ -20,6 +24,7 @@
 //   Bias gradient: conv_direct.cu's two-pass reduction.
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 
 #include "conv.h"
 #include "conv_common.cuh"
@@ -80,7 +85,8 @@ void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_
 }
 
 // Runs the implicit GEMM over all groups, in launches of at most 65535 / splits groups (grid.z).
-cudaError_t run_igemm(DType dt, bool allow_tf32, bool strided, IgemmParams p, cudaStream_t stream) {
+cudaError_t run_igemm(DType dt, bool allow_tf32, bool strided, IgemmParams p, cudaStream_t stream,
+                      bool vec = false) {
   const int major = compute_capability_major();
   const bool tc16 = dt == DType::kFloat16 || dt == DType::kBFloat16;
   if (tc16 && major < 8) return cudaErrorNotSupported;
@@ -93,11 +99,17 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, bool strided, IgemmParams p, cu
   for (int g0 = 0; g0 < p.groups; g0 += per_launch) {
     p.group0 = g0;
     p.group_count = std::min(per_launch, p.groups - g0);
-    const cudaError_t err = tc ? conv::launch_igemm_tc(dt, strided, p.Ncol <= conv::kNarrowMaxCols, p, stream)
+    const cudaError_t err = tc ? conv::launch_igemm_tc(dt, strided, p.Ncol <= conv::kNarrowMaxCols, vec, p, stream)
                                : conv::launch_igemm_simt(dt, strided, p, stream);
     if (err != cudaSuccess) return err;
   }
   return cudaSuccess;
+}
+
+// The 16-bit forward NHWC vector path (cp.async of 8 channels): its workspace holds the weight as KRSC.
+bool vec_forward_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
+  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && layout == ConvLayout::kNHWC && !is_depthwise(s) &&
+         (s.C / s.groups) % 8 == 0;
 }
 
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
@@ -177,11 +189,11 @@ bool conv_supported(const ConvShape& s, const char** why) {
 }
 
 size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout) {
-  (void)layout;
   if (!conv_supported(s)) return 0;
   const size_t acc = conv::acc_bytes(dt);
   switch (pass) {
     case ConvPass::kForward:
+      return vec_forward_eligible(dt, s, layout) ? size_t(s.K * (s.C / s.groups) * s.R * s.S) * 2 : 0;
     case ConvPass::kBackwardInput: return 0;
     case ConvPass::kBackwardWeight: {
       if (is_depthwise(s)) {
@@ -201,11 +213,20 @@ size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvL
 cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, const void* x, const void* w,
                            const void* bias, void* y, bool allow_tf32, void* workspace, size_t workspace_bytes,
                            cudaStream_t stream) {
-  (void)workspace, (void)workspace_bytes;
   if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_forward(dt, conv::make_direct(s, layout), x, w, bias, y, stream);
   IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
   p.A = x, p.B = w, p.bias = bias, p.out = y;
+  const size_t need = conv2d_workspace_bytes(ConvPass::kForward, dt, s, layout);
+  // The vector path when its workspace is there and x is 16-byte aligned; the element gather otherwise.
+  if (need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && compute_capability_major() >= 8) {
+    const cudaError_t err = conv::weight_to_krsc(dt, w, workspace, s.K, s.C / s.groups, s.R, s.S, stream);
+    if (err != cudaSuccess) return err;
+    p.B = workspace;
+    p.wK = (s.C / s.groups) * s.R * s.S, p.wR = s.S * (s.C / s.groups), p.wS = s.C / s.groups, p.wC = 1;
+    return run_igemm(dt, allow_tf32, false, p, stream, /*vec=*/true);
+  }
   return run_igemm(dt, allow_tf32, false, p, stream);
 }
 

@@ -117,13 +117,14 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 }
 
 // Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  strided: the
-// backward-input gather with stride > 1; narrow: the BN = 64 tensor-core tiles.  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
+// backward-input gather with stride > 1; narrow: the BN = 64 tensor-core tiles; vec: the 16-bit forward NHWC
+// cp.async path (p.B a KRSC weight, x 16-byte aligned, C/g % 8 == 0).  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
 // float32 / float64.
 // The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad) for shape s (conv.cu; without pointers,
 // splits or group range, which the launcher fills in).
 IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
 
-cudaError_t launch_igemm_tc(DType dt, bool strided, bool narrow, const IgemmParams& p, cudaStream_t stream);
+cudaError_t launch_igemm_tc(DType dt, bool strided, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream);
 cudaError_t launch_igemm_simt(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream);
 
 // conv_direct.cu.  Depthwise (C/groups == 1, K = groups * mult) direct kernels, bias gradient, split reduction.
@@ -146,6 +147,9 @@ cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const voi
                                       void* ws, int splits, cudaStream_t stream);
 cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void* db, void* ws, int splits,
                           cudaStream_t stream);
+// out (K x R x S x Cg, 16-bit dt) = w (K x Cg x R x S): the weight layout of the vector forward path.
+cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,
+                           cudaStream_t stream);
 // out[i] = sum over s < splits, in order, of ws[s * n + i] (accumulator type of dt), cast to dt.
 cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream);
 

@@ -227,6 +227,26 @@ __device__ __forceinline__ uint32_t to_tf32(float x) {
   return u;
 }
 
+// 16-byte asynchronous copy global -> shared; src_bytes = 0 writes 16 zero bytes without reading (the padding).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 template <typename T> __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
 
 template <> __device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -263,7 +283,10 @@ __device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)
 }
 
 // ------------------------------------------------------------------------------------------------ the kernel
-template <typename T, int Op, bool kNarrow, bool kStrided>
+// kVec: the 16-bit forward NHWC path with C/g % 8 == 0 and a KRSC weight, where 8 consecutive reduction indices
+// are 8 contiguous channels of one (r, s): each thread moves 16-byte vectors with cp.async (zero-filled in the
+// padding) straight into shared memory, no register staging.
+template <typename T, int Op, bool kNarrow, bool kStrided, bool kVec>
 __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T, Op, kNarrow>::kMinBlocks)
     conv_igemm_kernel(const IgemmParams p) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
@@ -275,6 +298,10 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
   static_assert(kThreads % BK == 0 && kThreads % BM == 0 && kThreads % BN == 0 && BM * BK % kThreads == 0 &&
                     BN * BK % kThreads == 0,
                 "load mapping");
+  static_assert(!kVec || (Op == kOpMma16 && !kStrided && sizeof(T) == 2), "vector path: 16-bit forward only");
+  static_assert(!kVec || (L::kTableBytes % 16 == 0 && (L::LDA * sizeof(typename Cfg::Smem)) % 16 == 0 &&
+                            (L::kStageA * sizeof(typename Cfg::Smem)) % 16 == 0),
+                "16-byte alignment of the cp.async destinations");
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Entry* row_a = reinterpret_cast<Entry*>(smem_raw);       // [BM]
@@ -338,6 +365,31 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
       if constexpr (Op == kOpTf32) db[L::b_index(row, kk)] = __uint_as_float(to_tf32(rb[e]));
       else db[L::b_index(row, kk)] = rb[e];
     }
+  };
+
+  // Vector path: issue the cp.async copies of a k-tile (tables of ktab stage kstage) into shared stage `stage`.
+  constexpr int kVecElems = 8, kVecPerRow = BK / kVecElems;
+  auto issue_tile = [&](int kstage, int stage) {
+    const Entry* kt = ktab + kstage * 2 * BK;
+    Smem* da = sa + stage * L::kStageA;
+    Smem* db = sb + stage * L::kStageB;
+#pragma unroll
+    for (int i = 0; i < BM * kVecPerRow / kThreads; ++i) {
+      const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
+      const Entry r = row_a[row], k = kt[2 * kk];
+      const int h = r.h + k.h, w = r.w + k.w;
+      const bool ok = static_cast<unsigned>(h) < static_cast<unsigned>(p.a_lim_h) &&
+                      static_cast<unsigned>(w) < static_cast<unsigned>(p.a_lim_w);
+      cp_async16(da + L::a_index(row, kk), ok ? A + r.off + k.off : A, ok ? 16 : 0);
+    }
+#pragma unroll
+    for (int i = 0; i < BN * kVecPerRow / kThreads; ++i) {
+      const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
+      const Entry c = col_b[row], k = kt[2 * kk + 1];
+      const bool ok = c.h + k.h == 0 && c.w + k.w == 0;  // weight: plain operand, entries past the edge invalid
+      cp_async16(db + L::b_index(row, kk), ok ? B + c.off + k.off : B, ok ? 16 : 0);
+    }
+    cp_async_commit();
   };
 
   // Accumulators and the compute step of one shared stage.
@@ -465,7 +517,25 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
           }
       }
     };
-    if (kt_begin < kt_end) {
+    if constexpr (kVec) {
+      if (kt_begin < kt_end) {
+        issue_tile(0, 0);
+        if (kt_begin + 1 < kt_end && tid < BK)
+          build_k<kStrided>(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+        cp_async_wait_all();
+        __syncthreads();
+        for (int kt = kt_begin; kt < kt_end; ++kt) {
+          const int cur = (kt - kt_begin) & 1;
+          const bool more = kt + 1 < kt_end;
+          if (more) issue_tile(cur ^ 1, cur ^ 1);  // lands while this stage is computed
+          compute(cur);
+          if (more && kt + 2 < kt_end && tid < BK)
+            build_k<kStrided>(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+          cp_async_wait_all();
+          __syncthreads();
+        }
+      }
+    } else if (kt_begin < kt_end) {
       load_tile(0);
       store_tile(0);
       if (kt_begin + 1 < kt_end && tid < BK)
@@ -498,11 +568,11 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
 }
 
 // Launch of one instantiation over p's grid.
-template <typename T, int Op, bool kNarrow, bool kStrided>
+template <typename T, int Op, bool kNarrow, bool kStrided, bool kVec = false>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
-  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kStrided>;
+  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kStrided, kVec>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;
