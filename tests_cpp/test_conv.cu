@@ -11,7 +11,8 @@
 //    that take every path: generic 3x3, strided, dilated, grouped, depthwise (multiplier 1 and 2), the
 //    single-channel and 3-channel first layers, 1x1, non-square, a backward-weight with split-K, and GEMMs of
 //    more and of at most 64 columns (the wide and the narrow tensor-core tiles); in NHWC with C/groups % 8 == 0
-//    the 16-bit forward takes the cp.async vector path.
+//    the 16-bit forward takes the cp.async vector path, and with stride 1, groups 1, K % 8 == 0 the 16-bit
+//    backward-input too.
 //    The error bound is tol(dtype) * sum |terms| per output element.
 // Exit status: 0 pass, 1 failure, 77 (skipped) when the host part passes and there is no GPU.
 #include <cuda_bf16.h>
@@ -173,13 +174,22 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
     for (int64_t c = 0; c < cg; ++c)
       for (int64_t r = 0; r < s.R; ++r)
         for (int64_t q = 0; q < s.S; ++q) w_krsc[((k * s.R + r) * s.S + q) * cg + c] = t.w[wi(s, k, c, r, q)];
-  for (int variant : {0, 1, 2, 3}) {
-    const int mode = variant == 3 ? conv::kFwd : variant;
+  // And as CRSK (groups 1), with the strides of the backward-input vector path (variant 4).
+  std::vector<double> w_crsk(t.w.size());
+  if (s.groups == 1)
+    for (int64_t k = 0; k < s.K; ++k)
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t q = 0; q < s.S; ++q) w_crsk[((c * s.R + r) * s.S + q) * s.K + k] = t.w[wi(s, k, c, r, q)];
+  for (int variant : {0, 1, 2, 3, 4}) {
+    if (variant == 4 && s.groups != 1) continue;
+    const int mode = variant == 3 ? conv::kFwd : variant == 4 ? conv::kDgrad : variant;
     conv::IgemmParams p = conv::make_igemm(mode, s, l);
     if (variant == 3) p.wK = cg * s.R * s.S, p.wR = s.S * cg, p.wS = cg, p.wC = 1;
+    if (variant == 4) p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
     const bool strided = mode == conv::kDgrad && (s.stride_h > 1 || s.stride_w > 1);
     const std::vector<double>& A = mode == conv::kFwd ? t.x : t.y;
-    const std::vector<double>& B = variant == 3 ? w_krsc : mode == conv::kWgrad ? t.x : t.w;
+    const std::vector<double>& B = variant == 3 ? w_krsc : variant == 4 ? w_crsk : mode == conv::kWgrad ? t.x : t.w;
     const std::vector<double>& want = mode == conv::kFwd ? ref.y : mode == conv::kDgrad ? ref.dx : ref.dw;
     const std::vector<double>& mag = mode == conv::kFwd ? ref.ymag : mode == conv::kDgrad ? ref.dxmag : ref.dwmag;
     std::vector<double> out(want.size(), std::nan(""));

@@ -15,7 +15,8 @@
 //     Backward-input with a stride > 1 uses the strided gather (divisibility test per element).
 //     float16 / bfloat16 forward in NHWC with C/groups % 8 == 0: the vector path (16-byte cp.async of 8 channels,
 //     zero-filled in the padding); the workspace holds the weight transposed to KRSC so that 8 consecutive
-//     reduction indices are contiguous in both operands.
+//     reduction indices are contiguous in both operands.  Likewise backward-input in NHWC with stride 1,
+//     groups 1 and K % 8 == 0, with the weight as CRSK (reduction order (r, s, k)).
 //     GEMMs of <= 64 columns (64 output channels, ...) take the narrow 128 x 64 tensor-core tiles.
 //   Backward-weight of the implicit GEMM splits its N*P*Q reduction (split-K) when the output tiles alone would
 //   not fill the GPU: each split writes its partial tile to the workspace, reduce_splits adds them in split order.
@@ -112,6 +113,12 @@ bool vec_forward_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
          (s.C / s.groups) % 8 == 0;
 }
 
+// The 16-bit backward-input NHWC vector path (stride 1, groups 1): its workspace holds the weight as CRSK.
+bool vec_dgrad_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
+  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && layout == ConvLayout::kNHWC && s.groups == 1 &&
+         !is_depthwise(s) && s.K % 8 == 0 && s.stride_h == 1 && s.stride_w == 1;
+}
+
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
 
 }  // namespace
@@ -194,7 +201,8 @@ size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvL
   switch (pass) {
     case ConvPass::kForward:
       return vec_forward_eligible(dt, s, layout) ? size_t(s.K * (s.C / s.groups) * s.R * s.S) * 2 : 0;
-    case ConvPass::kBackwardInput: return 0;
+    case ConvPass::kBackwardInput:
+      return vec_dgrad_eligible(dt, s, layout) ? size_t(s.K * s.C * s.R * s.S) * 2 : 0;
     case ConvPass::kBackwardWeight: {
       if (is_depthwise(s)) {
         const int64_t outputs = s.K * s.R * s.S;
@@ -233,11 +241,20 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
 cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, const void* w,
                                   const void* bias, void* dx, bool allow_tf32, void* workspace,
                                   size_t workspace_bytes, cudaStream_t stream) {
-  (void)workspace, (void)workspace_bytes;
   if (!conv_supported(s) || !dy || !w || !dx) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_backward_input(dt, conv::make_direct(s, layout), dy, w, bias, dx, stream);
   IgemmParams p = conv::make_igemm(conv::kDgrad, s, layout);
   p.A = dy, p.B = w, p.bias = bias, p.out = dx;
+  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardInput, dt, s, layout);
+  // The vector path (reduction (r, s, k): 8 consecutive k contiguous in dy and in the CRSK weight).
+  if (need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && compute_capability_major() >= 8) {
+    const cudaError_t err = conv::weight_to_crsk(dt, w, workspace, s.K, s.C, s.R, s.S, stream);
+    if (err != cudaSuccess) return err;
+    p.B = workspace;
+    p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
+    return run_igemm(dt, allow_tf32, false, p, stream, /*vec=*/true);
+  }
   return run_igemm(dt, allow_tf32, s.stride_h > 1 || s.stride_w > 1, p, stream);
 }
 

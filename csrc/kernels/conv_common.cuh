@@ -117,8 +117,9 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 }
 
 // Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  strided: the
-// backward-input gather with stride > 1; narrow: the BN = 64 tensor-core tiles; vec: the 16-bit forward NHWC
-// cp.async path (p.B a KRSC weight, x 16-byte aligned, C/g % 8 == 0).  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
+// backward-input gather with stride > 1; narrow: the BN = 64 tensor-core tiles; vec: the 16-bit NHWC cp.async
+// path (forward: p.B a KRSC weight, C/g % 8 == 0; backward-input, stride 1, groups 1: p.B a CRSK weight,
+// K % 8 == 0; the A tensor 16-byte aligned).  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
 // float32 / float64.
 // The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad) for shape s (conv.cu; without pointers,
 // splits or group range, which the launcher fills in).
@@ -149,6 +150,9 @@ cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void*
                           cudaStream_t stream);
 // out (K x R x S x Cg, 16-bit dt) = w (K x Cg x R x S): the weight layout of the vector forward path.
 cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,
+                           cudaStream_t stream);
+// out (C x R x S x K, 16-bit dt) = w (K x C x R x S, groups == 1): the weight of the backward-input vector path.
+cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_t C, int64_t R, int64_t S,
                            cudaStream_t stream);
 // out[i] = sum over s < splits, in order, of ws[s * n + i] (accumulator type of dt), cast to dt.
 cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream);

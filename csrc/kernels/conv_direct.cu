@@ -13,7 +13,7 @@
 //   conv_transpose2d.
 // * backward-weight: one block per (weight element, split of the N*P*Q pixels), fixed-order tree reduction in
 //   shared memory, partial sums to the workspace, then reduce_splits adds the splits in order.  Deterministic.
-// Weight KCRS -> KRSC (for the 16-bit NHWC forward vector path of the implicit GEMM).
+// Weight KCRS -> KRSC / CRSK (for the 16-bit NHWC forward / backward-input vector paths of the implicit GEMM).
 // Bias gradient: the same two passes over the channels (a block per channel in NCHW, where a channel's pixels are
 // contiguous; a block per 32 channels x 8 pixel lanes in NHWC, where channels are contiguous).
 #include <cuda_bf16.h>
@@ -255,6 +255,38 @@ cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void*
         static_cast<const A*>(ws), splits, n, static_cast<T*>(out));
     return cudaGetLastError();
   });
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kDirectThreads) weight_crsk_kernel(const T* __restrict__ w, T* __restrict__ out,
+                                                                     long long n, long long K, long long C,
+                                                                     long long R, long long S) {
+  for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * kDirectThreads) {
+    long long t = i;
+    const long long k = t % K;
+    t /= K;
+    const long long s = t % S;
+    t /= S;
+    const long long r = t % R, c = t / R;
+    out[i] = w[((k * C + c) * R + r) * S + s];
+  }
+}
+
+cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_t C, int64_t R, int64_t S,
+                           cudaStream_t stream) {
+  const int64_t n = K * C * R * S;
+  if (n <= 0) return cudaSuccess;
+  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    weight_crsk_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
+        static_cast<const T*>(w), static_cast<T*>(out), n, K, C, R, S);
+    return cudaGetLastError();
+  };
+  if (dt == DType::kFloat16) return run(__half{});
+  if (dt == DType::kBFloat16) return run(__nv_bfloat16{});
+  return cudaErrorInvalidValue;
 }
 
 cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,

@@ -283,9 +283,10 @@ __device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)
 }
 
 // ------------------------------------------------------------------------------------------------ the kernel
-// kVec: the 16-bit forward NHWC path with C/g % 8 == 0 and a KRSC weight, where 8 consecutive reduction indices
-// are 8 contiguous channels of one (r, s): each thread moves 16-byte vectors with cp.async (zero-filled in the
-// padding) straight into shared memory, no register staging.
+// kVec: the 16-bit NHWC path where 8 consecutive reduction indices are 8 contiguous channels of one (r, s) in
+// both operands (forward: C/g % 8 == 0 and a KRSC weight; backward-input with stride 1 and groups 1: K % 8 == 0
+// and a CRSK weight): each thread moves 16-byte vectors with cp.async (zero-filled in the padding) straight into
+// shared memory, no register staging.
 template <typename T, int Op, bool kNarrow, bool kStrided, bool kVec>
 __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T, Op, kNarrow>::kMinBlocks)
     conv_igemm_kernel(const IgemmParams p) {
@@ -298,7 +299,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
   static_assert(kThreads % BK == 0 && kThreads % BM == 0 && kThreads % BN == 0 && BM * BK % kThreads == 0 &&
                     BN * BK % kThreads == 0,
                 "load mapping");
-  static_assert(!kVec || (Op == kOpMma16 && !kStrided && sizeof(T) == 2), "vector path: 16-bit forward only");
+  static_assert(!kVec || (Op == kOpMma16 && !kStrided && sizeof(T) == 2), "vector path: 16-bit, unstrided");
   static_assert(!kVec || (L::kTableBytes % 16 == 0 && (L::LDA * sizeof(typename Cfg::Smem)) % 16 == 0 &&
                             (L::kStageA * sizeof(typename Cfg::Smem)) % 16 == 0),
                 "16-byte alignment of the cp.async destinations");
