@@ -4,7 +4,8 @@
 //    tile's load mapping covers the tile exactly once, the depthwise kernels' per-element arithmetic, and the
 //    implicit-GEMM formulation itself: the row / column / reduction entries and the gathers of conv_igemm.cuh,
 //    evaluated on the host as a plain triple loop in float64 (forward, backward-input plain and strided,
-//    backward-weight; NCHW and NHWC; groups), compared with a scatter-form reference; entries past the GEMM's
+//    backward-weight plain and transposed, the vector paths' weight layouts; NCHW and NHWC; groups), compared
+//    with a scatter-form reference; entries past the GEMM's
 //    edges must gather zeros.
 // 2. With a GPU: every launcher (forward with bias, backward-input with and without bias, backward-weight, bias
 //    gradient) in float64, float32 (FFMA and TF32), float16 and bfloat16, NCHW and NHWC, on small random shapes
@@ -181,15 +182,19 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
       for (int64_t c = 0; c < s.C; ++c)
         for (int64_t r = 0; r < s.R; ++r)
           for (int64_t q = 0; q < s.S; ++q) w_crsk[((c * s.R + r) * s.S + q) * s.K + k] = t.w[wi(s, k, c, r, q)];
-  for (int variant : {0, 1, 2, 3, 4}) {
+  for (int variant : {0, 1, 2, 3, 4, 5}) {  // 0-2: the three passes, 3-4: vector-path weights, 5: kWgradT
     if (variant == 4 && s.groups != 1) continue;
-    const int mode = variant == 3 ? conv::kFwd : variant == 4 ? conv::kDgrad : variant;
+    const int mode = variant == 3 ? conv::kFwd : variant == 4 ? conv::kDgrad : variant == 5 ? conv::kWgradT : variant;
     conv::IgemmParams p = conv::make_igemm(mode, s, l);
     if (variant == 3) p.wK = cg * s.R * s.S, p.wR = s.S * cg, p.wS = cg, p.wC = 1;
     if (variant == 4) p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
     const bool strided = mode == conv::kDgrad && (s.stride_h > 1 || s.stride_w > 1);
-    const std::vector<double>& A = mode == conv::kFwd ? t.x : t.y;
-    const std::vector<double>& B = variant == 3 ? w_krsc : variant == 4 ? w_crsk : mode == conv::kWgrad ? t.x : t.w;
+    const std::vector<double>& A = (mode == conv::kFwd || mode == conv::kWgradT) ? t.x : t.y;
+    const std::vector<double>& B = variant == 3   ? w_krsc
+                                   : variant == 4 ? w_crsk
+                                   : mode == conv::kWgrad ? t.x
+                                   : mode == conv::kWgradT ? t.y
+                                                           : t.w;
     const std::vector<double>& want = mode == conv::kFwd ? ref.y : mode == conv::kDgrad ? ref.dx : ref.dw;
     const std::vector<double>& mag = mode == conv::kFwd ? ref.ymag : mode == conv::kDgrad ? ref.dxmag : ref.dwmag;
     std::vector<double> out(want.size(), std::nan(""));

@@ -18,7 +18,8 @@
 //     reduction indices are contiguous in both operands.  Likewise backward-input in NHWC with stride 1,
 //     groups 1 and K % 8 == 0, with the weight as CRSK (reduction order (r, s, k)).
 //     GEMMs of <= 64 columns (64 output channels, ...) take the narrow 128 x 64 tensor-core tiles.
-//   Backward-weight of the implicit GEMM splits its N*P*Q reduction (split-K) when the output tiles alone would
+//   Backward-weight with K/groups <= 64 runs transposed (dw^T = x^T dy: C/g*R*S rows, K/g columns) so that the
+//   narrow tiles fit it.  Backward-weight of the implicit GEMM splits its N*P*Q reduction (split-K) when the output tiles alone would
 //   not fill the GPU: each split writes its partial tile to the workspace, reduce_splits adds them in split order.
 //   The split plan depends on the shape only (not on the device or the tile configuration), so a result is
 //   bitwise reproducible run to run and between GPUs running the same kernel.
@@ -150,10 +151,15 @@ IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
     p.div_plane = FastDivmod(s.H * s.W), p.div_row = FastDivmod(s.W), p.div_ch = FastDivmod(p.Kg);
     p.a_lim_h = p.P, p.a_lim_w = p.Q;
     p.a_kfast = p.nhwc, p.b_kfast = true;
-  } else {
+  } else if (mode == kWgrad) {
     p.M = p.Kg, p.Ncol = int(p.Cg * s.R * s.S), p.Kred = int(s.N * s.P * s.Q);
     p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
     p.b_lim_h = p.H, p.b_lim_w = p.W;
+    p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
+  } else {  // kWgradT
+    p.M = int(p.Cg * s.R * s.S), p.Ncol = p.Kg, p.Kred = int(s.N * s.P * s.Q);
+    p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
+    p.a_lim_h = p.H, p.a_lim_w = p.W;
     p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
   }
   return p;
@@ -268,8 +274,9 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
     const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K * s.R * s.S);
     return conv::depthwise_backward_weight(dt, conv::make_direct(s, layout), dy, x, dw, workspace, splits, stream);
   }
-  IgemmParams p = conv::make_igemm(conv::kWgrad, s, layout);
-  p.A = dy, p.B = x, p.out = dw;
+  const bool transposed = s.K / s.groups <= conv::kNarrowMaxCols;
+  IgemmParams p = conv::make_igemm(transposed ? conv::kWgradT : conv::kWgrad, s, layout);
+  p.A = transposed ? x : dy, p.B = transposed ? dy : x, p.out = dw;
   const WgradPlan plan = wgrad_plan(s);
   int bm, bn, bk;
   conv::igemm_tiles(dt, dt == DType::kFloat32 && allow_tf32 && compute_capability_major() >= 8, bm, bn, bk);

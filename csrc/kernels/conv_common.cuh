@@ -8,6 +8,7 @@
 //   forward    N*P*Q pixels      K/g out channels      C/g*R*S               x       w       y (+ bias)
 //   bwd input  N*H*W pixels      C/g in channels       K/g*R*S               dy      w       dx (+ bias)
 //   bwd weight K/g out channels  C/g*R*S               N*P*Q                 dy      x       dw (split-K)
+//   (or, K/g <= 64, transposed:  rows C/g*R*S, columns K/g, A = x, B = dy)
 //
 // An operand element is (row entry) + (reduction entry): each entry is a 64-bit offset plus two window coordinates
 // (h, w), so that the bounds test of the zero padding is "0 <= row.h + k.h < limit_h" and the address is
@@ -53,7 +54,9 @@ struct FastDivmod {
   }
 };
 
-enum Mode : int { kFwd = 0, kDgrad = 1, kWgrad = 2 };
+// kWgradT: backward-weight as dw^T = x^T dy (rows C/g*R*S, columns K/g), taken when K/g <= 64 so that the small
+// dimension is the columns (narrow tiles) instead of half-empty 128-row tiles.
+enum Mode : int { kFwd = 0, kDgrad = 1, kWgrad = 2, kWgradT = 3 };
 
 // Window coordinate of an entry that makes every element it takes part in fall outside the tensor: row and
 // reduction entries hold coordinates well inside (-2^30, 2^30), so any sum or difference with this stays invalid.
@@ -121,7 +124,7 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 // path (forward: p.B a KRSC weight, C/g % 8 == 0; backward-input, stride 1, groups 1: p.B a CRSK weight,
 // K % 8 == 0; the A tensor 16-byte aligned).  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
 // float32 / float64.
-// The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad) for shape s (conv.cu; without pointers,
+// The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad, kWgradT) for shape s (conv.cu; without pointers,
 // splits or group range, which the launcher fills in).
 IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
 

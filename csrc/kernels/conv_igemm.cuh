@@ -116,10 +116,16 @@ __host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, 
     e.off = n * p.yN + (long long)(g * p.Kg) * p.yC;
     if (!kStrided) e.off += e.h * p.yH + e.w * p.yW;
     out = n * p.xN + h * p.xH + w * p.xW;
-  } else {
+  } else if (p.mode == kWgrad) {
     e.off = (long long)(g * p.Kg + m) * p.yC;
     e.h = 0, e.w = 0;
     out = (long long)(g * p.Kg + m) * (p.Cg * p.R * p.S);
+  } else {  // kWgradT: row (c, r, s) of x
+    int c, r, s;
+    split_crs(p, m, c, r, s);
+    e.h = r * p.dh, e.w = s * p.dw;
+    e.off = (long long)(g * p.Cg + c) * p.xC + e.h * p.xH + e.w * p.xW;
+    out = (long long)c * (p.R * p.S) + r * p.S + s;
   }
 }
 
@@ -135,12 +141,15 @@ __host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, 
   } else if (p.mode == kDgrad) {
     e.off = (long long)(g * p.Kg) * p.wK + j * p.wC, e.h = 0, e.w = 0;
     out = (long long)(g * p.Cg + j) * p.xC;
-  } else {
+  } else if (p.mode == kWgrad) {
     int c, r, s;
     split_crs(p, j, c, r, s);
     e.h = r * p.dh, e.w = s * p.dw;
     e.off = (long long)(g * p.Cg + c) * p.xC + e.h * p.xH + e.w * p.xW;
     out = (long long)c * (p.R * p.S) + r * p.S + s;
+  } else {  // kWgradT: column k of dy
+    e.off = (long long)(g * p.Kg + j) * p.yC, e.h = 0, e.w = 0;
+    out = (long long)(g * p.Kg + j) * (p.Cg * p.R * p.S);
   }
 }
 
@@ -174,9 +183,11 @@ __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, E
   } else {
     int n, pp, q;
     split_pixel(p, kk, n, pp, q);
-    a.off = n * p.yN + pp * p.yH + q * p.yW, a.h = 0, a.w = 0;
-    b.h = pp * p.sh - p.ph, b.w = q * p.sw - p.pw;
-    b.off = n * p.xN + b.h * p.xH + b.w * p.xW;
+    Entry& ey = p.mode == kWgrad ? a : b;  // the dy side
+    Entry& ex = p.mode == kWgrad ? b : a;  // the x side
+    ey.off = n * p.yN + pp * p.yH + q * p.yW, ey.h = 0, ey.w = 0;
+    ex.h = pp * p.sh - p.ph, ex.w = q * p.sw - p.pw;
+    ex.off = n * p.xN + ex.h * p.xH + ex.w * p.xW;
   }
 }
 
@@ -411,7 +422,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
   if constexpr (Op == kOpSimt) {
     constexpr int TM = BM / 16, TN = BN / 16;
     // Rows contiguous in the output (NCHW forward / backward-input): tx runs along rows, else along columns.
-    const bool rows_fast = !p.nhwc && p.mode != kWgrad;
+    const bool rows_fast = !p.nhwc && p.mode != kWgrad;  // (kWgradT: rows (c, r, s) contiguous in dw)
     const int rx = rows_fast ? tid % 16 : tid / 16, cx = rows_fast ? tid / 16 : tid % 16;
     Acc acc[TM][TN];
 #pragma unroll
