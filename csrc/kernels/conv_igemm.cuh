@@ -294,12 +294,16 @@ __device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)
 }
 
 // ------------------------------------------------------------------------------------------------ the kernel
+// The vector kernels keep no register stage, so even the wide tile fits 2 blocks per SM (<= 128 registers).
+constexpr int kVecMinBlocks = 2;
+
 // kVec: the 16-bit NHWC path where 8 consecutive reduction indices are 8 contiguous channels of one (r, s) in
 // both operands (forward: C/g % 8 == 0 and a KRSC weight; backward-input with stride 1 and groups 1: K % 8 == 0
 // and a CRSK weight): each thread moves 16-byte vectors with cp.async (zero-filled in the padding) straight into
 // shared memory, no register staging.
 template <typename T, int Op, bool kNarrow, bool kStrided, bool kVec>
-__global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T, Op, kNarrow>::kMinBlocks)
+__global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
+                                  kVec ? kVecMinBlocks : IgemmCfg<T, Op, kNarrow>::kMinBlocks)
     conv_igemm_kernel(const IgemmParams p) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   using L = IgemmSmem<T, Op, kNarrow>;
