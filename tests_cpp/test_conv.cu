@@ -3,9 +3,9 @@
 // 1. Without a GPU (always run): the multiply-shift division of every divisor kind the kernels use, that each
 //    tile's load mapping covers the tile exactly once, the depthwise kernels' per-element arithmetic, and the
 //    implicit-GEMM formulation itself: the row / column / reduction entries and the gathers of conv_igemm.cuh,
-//    evaluated on the host as a plain triple loop in float64 (forward, backward-input plain and strided,
-//    backward-weight plain and transposed, the vector paths' weight layouts; NCHW and NHWC; groups), compared
-//    with a scatter-form reference; entries past the GEMM's
+//    evaluated on the host as a plain triple loop in float64 (forward, backward-input with stride 1,
+//    backward-weight plain and transposed, the vector paths' weight layouts, the phase decomposition of the
+//    strided backward-input; NCHW and NHWC; groups), compared with a scatter-form reference; entries past the GEMM's
 //    edges must gather zeros.
 // 2. With a GPU: every launcher (forward with bias, backward-input with and without bias, backward-weight, bias
 //    gradient) in float64, float32 (FFMA and TF32), float16 and bfloat16, NCHW and NHWC, on small random shapes
@@ -125,6 +125,8 @@ static std::vector<Case> cases() {
       {"3x3 s2 p1", make(2, 16, 13, 10, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1)},
       {"5x3 s(2,3) p(2,0) d(1,2)", make(1, 6, 17, 19, 5, 5, 3, 2, 3, 2, 0, 1, 2, 1)},
       {"dilation 2", make(2, 4, 12, 12, 8, 3, 3, 1, 1, 2, 2, 2, 2, 1)},
+      {"stride 2 dilation 2 (tapless phases)", make(1, 8, 11, 12, 16, 3, 3, 2, 2, 2, 1, 2, 2, 1)},
+      {"stride 3 x 2, 4x5 kernel", make(2, 8, 14, 13, 8, 4, 5, 3, 2, 1, 2, 1, 1, 1)},
       {"groups 2", make(2, 8, 8, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2)},
       {"groups 4 s2", make(1, 16, 10, 10, 8, 3, 3, 2, 2, 1, 1, 1, 1, 4)},
       {"groups 2, 8 channels per group", make(2, 16, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2)},
@@ -184,11 +186,12 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
           for (int64_t q = 0; q < s.S; ++q) w_crsk[((c * s.R + r) * s.S + q) * s.K + k] = t.w[wi(s, k, c, r, q)];
   for (int variant : {0, 1, 2, 3, 4, 5}) {  // 0-2: the three passes, 3-4: vector-path weights, 5: kWgradT
     if (variant == 4 && s.groups != 1) continue;
+    const bool strided = s.stride_h > 1 || s.stride_w > 1;
+    if ((variant == 1 || variant == 4) && strided) continue;  // the launcher runs phases: check_dgrad_phases
     const int mode = variant == 3 ? conv::kFwd : variant == 4 ? conv::kDgrad : variant == 5 ? conv::kWgradT : variant;
     conv::IgemmParams p = conv::make_igemm(mode, s, l);
     if (variant == 3) p.wK = cg * s.R * s.S, p.wR = s.S * cg, p.wS = cg, p.wC = 1;
     if (variant == 4) p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
-    const bool strided = mode == conv::kDgrad && (s.stride_h > 1 || s.stride_w > 1);
     const std::vector<double>& A = (mode == conv::kFwd || mode == conv::kWgradT) ? t.x : t.y;
     const std::vector<double>& B = variant == 3   ? w_krsc
                                    : variant == 4 ? w_crsk
@@ -200,16 +203,15 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
     std::vector<double> out(want.size(), std::nan(""));
     std::vector<conv::Entry> ka(p.Kred + 40), kb(p.Kred + 40);
     for (int kk = 0; kk < p.Kred + 40; ++kk)
-      strided ? conv::build_k<true>(p, kk, ka[kk], kb[kk]) : conv::build_k<false>(p, kk, ka[kk], kb[kk]);
+      conv::build_k(p, kk, ka[kk], kb[kk]);
     auto gather_a = [&](const conv::Entry& r, const conv::Entry& k) {
-      return strided ? conv::gather_strided<double>(p, A.data(), r, k)
-                     : conv::gather_window<double>(A.data(), r, k, p.a_lim_h, p.a_lim_w);
+      return conv::gather_window<double>(A.data(), r, k, p.a_lim_h, p.a_lim_w);
     };
     for (int g = 0; g < s.groups; ++g) {
       for (int m = 0; m < p.M + 3; ++m) {
         conv::Entry re;
         long long ro;
-        strided ? conv::build_row<true>(p, g, m, re, ro) : conv::build_row<false>(p, g, m, re, ro);
+        conv::build_row(p, g, m, re, ro);
         for (int j = 0; j < p.Ncol + 3; ++j) {
           conv::Entry ce;
           long long co;
@@ -243,6 +245,69 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
                       l == ConvLayout::kNHWC ? "NHWC" : "NCHW", mode, i, out[i], want[i]);
       }
     }
+  }
+  return bad;
+}
+
+// Backward-input as the launcher runs it for stride > 1: one GEMM per output phase (kDgradPhase), float64 on the
+// host, with the plain and (groups 1) the CRSK weight of the vector path.  Every dx element must be written by
+// exactly one phase.
+static int check_dgrad_phases(const Case& cs, ConvLayout l, const Tensors& t, const Ref& ref) {
+  const ConvShape& s = cs.s;
+  if (s.stride_h == 1 && s.stride_w == 1) return 0;
+  int bad = 0;
+  std::vector<double> w_crsk(t.w.size());
+  if (s.groups == 1)
+    for (int64_t k = 0; k < s.K; ++k)
+      for (int64_t c = 0; c < s.C; ++c)
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t q = 0; q < s.S; ++q) w_crsk[((c * s.R + r) * s.S + q) * s.K + k] = t.w[wi(s, k, c, r, q)];
+  for (bool crsk : {false, true}) {
+    if (crsk && s.groups != 1) continue;
+    std::vector<double> dx(ref.dx.size(), std::nan(""));
+    std::vector<int> writes(ref.dx.size(), 0);
+    for (int a = 0; a < s.stride_h; ++a)
+      for (int b = 0; b < s.stride_w; ++b) {
+        conv::IgemmParams p = conv::make_dgrad_phase(s, l, a, b);
+        if (p.M == 0) continue;
+        if (crsk) p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
+        const std::vector<double>& B = crsk ? w_crsk : t.w;
+        std::vector<conv::Entry> ka(p.Kred + 40), kb(p.Kred + 40);
+        for (int kk = 0; kk < p.Kred + 40; ++kk) conv::build_k(p, kk, ka[kk], kb[kk]);
+        for (int g = 0; g < s.groups; ++g)
+          for (int m = 0; m < p.M + 2; ++m) {
+            conv::Entry re;
+            long long ro;
+            conv::build_row(p, g, m, re, ro);
+            for (int j = 0; j < p.Ncol + 2; ++j) {
+              conv::Entry ce;
+              long long co;
+              conv::build_col(p, g, j, ce, co);
+              double acc = 0;
+              for (int kk = 0; kk < p.Kred + 40; ++kk) {
+                const double av = conv::gather_window<double>(t.y.data(), re, ka[kk], p.a_lim_h, p.a_lim_w);
+                const double bv = conv::gather_window<double>(B.data(), ce, kb[kk], p.b_lim_h, p.b_lim_w);
+                if ((kk >= p.Kred || m >= p.M) && av != 0) ++bad;
+                if ((kk >= p.Kred || j >= p.Ncol) && bv != 0) ++bad;
+                acc += av * bv;
+              }
+              if (m < p.M && j < p.Ncol) {
+                if (ro + co < 0 || ro + co >= static_cast<long long>(dx.size())) {
+                  ++bad;
+                  continue;
+                }
+                dx[ro + co] = acc;
+                ++writes[ro + co];
+              }
+            }
+          }
+      }
+    for (size_t i = 0; i < dx.size(); ++i)
+      if (writes[i] != 1 || !(std::fabs(dx[i] - ref.dx[i]) <= 1e-12 * (ref.dxmag[i] + 1))) {
+        if (bad++ < 5)
+          std::printf("dgrad phases %s %s%s: element %zu = %g (written %d times), want %g\n", cs.name,
+                      l == ConvLayout::kNHWC ? "NHWC" : "NCHW", crsk ? " CRSK" : "", i, dx[i], writes[i], ref.dx[i]);
+      }
   }
   return bad;
 }
@@ -493,6 +558,7 @@ int main() {
       const Ref ref = reference(s, l, t, false, false);
       host_bad += check_formulation(cs, l, t, ref);
       host_bad += check_depthwise(cs, l, t, ref);
+      if (s.C / s.groups != 1) host_bad += check_dgrad_phases(cs, l, t, ref);
     }
     data.push_back(std::move(t));
   }

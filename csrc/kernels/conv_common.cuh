@@ -14,8 +14,8 @@
 // (h, w), so that the bounds test of the zero padding is "0 <= row.h + k.h < limit_h" and the address is
 // row.off + k.off.  Row entries are built once per block, reduction entries once per k-tile (BK of them), both in
 // shared memory, so the per-element cost of the gather is two shared loads, two adds, a compare and the load.
-// Backward-input with stride > 1 needs the divisibility test (h + pad - r*dil) % stride == 0: that is the one
-// "strided" gather variant.  Reduction index orders follow the layout so that neighbouring threads read
+// Backward-input with stride > 1 runs per output phase (kDgradPhase below), each a plain window gather.
+// Reduction index orders follow the layout so that neighbouring threads read
 // neighbouring addresses: (r, s, c) for NHWC (c fastest), (c, r, s) for NCHW.
 #pragma once
 
@@ -56,7 +56,10 @@ struct FastDivmod {
 
 // kWgradT: backward-weight as dw^T = x^T dy (rows C/g*R*S, columns K/g), taken when K/g <= 64 so that the small
 // dimension is the columns (narrow tiles) instead of half-empty 128-row tiles.
-enum Mode : int { kFwd = 0, kDgrad = 1, kWgrad = 2, kWgradT = 3 };
+// kDgradPhase: backward-input with stride > 1, one launch per output phase (h % stride_h, w % stride_w): within
+// a phase the kernel taps that reach it form an arithmetic progression r = r0 + j * rstep, so the phase is a plain
+// (window) GEMM over only the taps that contribute: no divisibility test, no multiplications by zero.
+enum Mode : int { kFwd = 0, kDgrad = 1, kWgrad = 2, kWgradT = 3, kDgradPhase = 4 };
 
 // Window coordinate of an entry that makes every element it takes part in fall outside the tensor: row and
 // reduction entries hold coordinates well inside (-2^30, 2^30), so any sum or difference with this stays invalid.
@@ -81,7 +84,6 @@ struct IgemmParams {
   long long wK = 0, wC = 0, wR = 0, wS = 0;  // of w / dw
   FastDivmod div_plane, div_row;  // pixel index -> (n, a, b): plane = A*B (P*Q or H*W), row = B (Q or W)
   FastDivmod div_ch, div_rs, div_s;  // (c, r, s) index: channel count (Cg or Kg), R*S, S
-  FastDivmod div_sh, div_sw;         // strides (strided backward-input)
   int a_lim_h = INT_MAX, a_lim_w = INT_MAX, b_lim_h = INT_MAX, b_lim_w = INT_MAX;  // window limits per operand
   bool a_kfast = true, b_kfast = true;  // load mapping: neighbouring threads along the reduction (or the rows)
   const void* A = nullptr;
@@ -90,6 +92,7 @@ struct IgemmParams {
   void* out = nullptr;         // y / dx / dw
   void* ws = nullptr;          // split-K partial sums (bwd weight with splits > 1), accumulator type
   long long ws_split_stride = 0;
+  int phase_h = 0, phase_w = 0, r0 = 0, rstep = 1, s0 = 0, sstep = 1;  // kDgradPhase (rows (n, i, j): h = phase_h + i*sh)
   int splits = 1, ktiles_per_split = 0;
   int group0 = 0, group_count = 1;  // groups handled by this launch (grid.z = group_count * splits)
 };
@@ -119,17 +122,19 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
   }
 }
 
-// Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  strided: the
-// backward-input gather with stride > 1; narrow: the BN = 64 tensor-core tiles; vec: the 16-bit NHWC cp.async
-// path (forward: p.B a KRSC weight, C/g % 8 == 0; backward-input, stride 1, groups 1: p.B a CRSK weight,
-// K % 8 == 0; the A tensor 16-byte aligned).  conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu
-// float32 / float64.
-// The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad, kWgradT) for shape s (conv.cu; without pointers,
-// splits or group range, which the launcher fills in).
+// The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad, kWgradT) for shape s (conv.cu; without
+// pointers, splits or group range, which the launcher fills in).
 IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
+// The kDgradPhase parameters of output phase (a, b), 0 <= a < stride_h, 0 <= b < stride_w; M == 0 when the phase
+// has no pixel (H <= a or W <= b).  Kred may be 0 (no tap reaches the phase: its dx is zero, or the bias).
+IgemmParams make_dgrad_phase(const ConvShape& s, ConvLayout layout, int a, int b);
 
-cudaError_t launch_igemm_tc(DType dt, bool strided, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream);
-cudaError_t launch_igemm_simt(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream);
+// Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  narrow: the
+// BN = 64 tensor-core tiles; vec: the 16-bit NHWC cp.async path (forward: p.B a KRSC weight, C/g % 8 == 0;
+// backward-input, groups 1: p.B a CRSK weight, K % 8 == 0; the A tensor 16-byte aligned).
+// conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu float32 / float64.
+cudaError_t launch_igemm_tc(DType dt, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream);
+cudaError_t launch_igemm_simt(DType dt, const IgemmParams& p, cudaStream_t stream);
 
 // conv_direct.cu.  Depthwise (C/groups == 1, K = groups * mult) direct kernels, bias gradient, split reduction.
 struct DirectParams {

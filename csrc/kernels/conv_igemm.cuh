@@ -96,7 +96,6 @@ __host__ __device__ __forceinline__ void split_pixel(const IgemmParams& p, int i
 }
 
 // Entry of GEMM row m (A side) and the offset of output row m.
-template <bool kStrided>
 __host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, int m, Entry& e, long long& out) {
   if (m >= p.M) {
     e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
@@ -113,9 +112,14 @@ __host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, 
     int n, h, w;
     split_pixel(p, m, n, h, w);
     e.h = h + p.ph, e.w = w + p.pw;
-    e.off = n * p.yN + (long long)(g * p.Kg) * p.yC;
-    if (!kStrided) e.off += e.h * p.yH + e.w * p.yW;
+    e.off = n * p.yN + (long long)(g * p.Kg) * p.yC + e.h * p.yH + e.w * p.yW;
     out = n * p.xN + h * p.xH + w * p.xW;
+  } else if (p.mode == kDgradPhase) {  // row (n, i, j): dx pixel (phase_h + i*sh, phase_w + j*sw)
+    int n, i, j;
+    split_pixel(p, m, n, i, j);
+    e.h = i, e.w = j;
+    e.off = n * p.yN + (long long)(g * p.Kg) * p.yC + i * p.yH + j * p.yW;
+    out = n * p.xN + (p.phase_h + i * p.sh) * p.xH + (p.phase_w + j * p.sw) * p.xW;
   } else if (p.mode == kWgrad) {
     e.off = (long long)(g * p.Kg + m) * p.yC;
     e.h = 0, e.w = 0;
@@ -138,7 +142,7 @@ __host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, 
   if (p.mode == kFwd) {
     e.off = (long long)(g * p.Kg + j) * p.wK, e.h = 0, e.w = 0;
     out = (long long)(g * p.Kg + j) * p.yC;
-  } else if (p.mode == kDgrad) {
+  } else if (p.mode == kDgrad || p.mode == kDgradPhase) {
     e.off = (long long)(g * p.Kg) * p.wK + j * p.wC, e.h = 0, e.w = 0;
     out = (long long)(g * p.Cg + j) * p.xC;
   } else if (p.mode == kWgrad) {
@@ -154,12 +158,9 @@ __host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, 
 }
 
 // Entries of reduction index kk for A and B.
-template <bool kStrided>
 __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, Entry& b) {
   if (kk >= p.Kred) {
-    // The strided gather tests row.h - k.h >= 0, so its invalid reduction entry is the positive marker.
-    const int inv_a = kStrided ? -kInvalidCoord : kInvalidCoord;
-    a.off = 0, a.h = inv_a, a.w = inv_a;
+    a.off = 0, a.h = kInvalidCoord, a.w = kInvalidCoord;
     b.off = 0, b.h = kInvalidCoord, b.w = kInvalidCoord;
     return;
   }
@@ -169,16 +170,19 @@ __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, E
     a.h = r * p.dh, a.w = s * p.dw;
     a.off = c * p.xC + a.h * p.xH + a.w * p.xW;
     b.off = c * p.wC + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
+  } else if (p.mode == kDgradPhase) {
+    // tap (jr, js) of the phase: r = r0 + jr*rstep; dy pixel p = i + (phase_h + pad - r*dil) / stride (exact).
+    int k, jr, js;
+    split_crs(p, kk, k, jr, js);
+    const int r = p.r0 + jr * p.rstep, s = p.s0 + js * p.sstep;
+    a.h = (p.phase_h + p.ph - r * p.dh) / p.sh, a.w = (p.phase_w + p.pw - s * p.dw) / p.sw;
+    a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
+    b.off = k * p.wK + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
   } else if (p.mode == kDgrad) {
     int k, r, s;
     split_crs(p, kk, k, r, s);
-    if (kStrided) {
-      a.h = r * p.dh, a.w = s * p.dw;
-      a.off = k * p.yC;
-    } else {
-      a.h = -r * p.dh, a.w = -s * p.dw;
-      a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
-    }
+    a.h = -r * p.dh, a.w = -s * p.dw;  // stride 1: dy pixel h + pad - r*dil
+    a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
     b.off = k * p.wK + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
   } else {
     int n, pp, q;
@@ -216,19 +220,6 @@ __host__ __device__ __forceinline__ T gather_window(const T* __restrict__ base, 
   if (static_cast<unsigned>(h) < static_cast<unsigned>(lim_h) && static_cast<unsigned>(w) < static_cast<unsigned>(lim_w))
     return base[r.off + k.off];
   return zero_value<T>();
-}
-
-// Element of dy for backward-input with stride > 1: output pixel (h + pad - r*dil) / stride when that divides.
-template <typename T>
-__host__ __device__ __forceinline__ T gather_strided(const IgemmParams& p, const T* __restrict__ base, const Entry& r,
-                                            const Entry& k) {
-  const int hh = r.h - k.h, ww = r.w - k.w;
-  if (hh < 0 || ww < 0) return zero_value<T>();
-  int pp, qq, remh, remw;
-  p.div_sh.divmod(hh, pp, remh);
-  p.div_sw.divmod(ww, qq, remw);
-  if ((remh | remw) != 0 || pp >= p.P || qq >= p.Q) return zero_value<T>();
-  return base[r.off + k.off + pp * p.yH + qq * p.yW];
 }
 
 // ------------------------------------------------------------------------------------------------ tensor cores
@@ -301,7 +292,7 @@ constexpr int kVecMinBlocks = 2;
 // both operands (forward: C/g % 8 == 0 and a KRSC weight; backward-input with stride 1 and groups 1: K % 8 == 0
 // and a CRSK weight): each thread moves 16-byte vectors with cp.async (zero-filled in the padding) straight into
 // shared memory, no register staging.
-template <typename T, int Op, bool kNarrow, bool kStrided, bool kVec>
+template <typename T, int Op, bool kNarrow, bool kVec>
 __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
                                   kVec ? kVecMinBlocks : IgemmCfg<T, Op, kNarrow>::kMinBlocks)
     conv_igemm_kernel(const IgemmParams p) {
@@ -314,7 +305,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
   static_assert(kThreads % BK == 0 && kThreads % BM == 0 && kThreads % BN == 0 && BM * BK % kThreads == 0 &&
                     BN * BK % kThreads == 0,
                 "load mapping");
-  static_assert(!kVec || (Op == kOpMma16 && !kStrided && sizeof(T) == 2), "vector path: 16-bit, unstrided");
+  static_assert(!kVec || (Op == kOpMma16 && sizeof(T) == 2), "vector path: 16-bit only");
   static_assert(!kVec || (L::kTableBytes % 16 == 0 && (L::LDA * sizeof(typename Cfg::Smem)) % 16 == 0 &&
                             (L::kStageA * sizeof(typename Cfg::Smem)) % 16 == 0),
                 "16-byte alignment of the cp.async destinations");
@@ -338,9 +329,9 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
   const T* __restrict__ A = static_cast<const T*>(p.A);
   const T* __restrict__ B = static_cast<const T*>(p.B);
 
-  for (int i = tid; i < BM; i += kThreads) build_row<kStrided>(p, g, m0 + i, row_a[i], row_out[i]);
+  for (int i = tid; i < BM; i += kThreads) build_row(p, g, m0 + i, row_a[i], row_out[i]);
   for (int j = tid; j < BN; j += kThreads) build_col(p, g, n0 + j, col_b[j], col_out[j]);
-  if (kt_begin < kt_end && tid < BK) build_k<kStrided>(p, kt_begin * BK + tid, ktab[2 * tid], ktab[2 * tid + 1]);
+  if (kt_begin < kt_end && tid < BK) build_k(p, kt_begin * BK + tid, ktab[2 * tid], ktab[2 * tid + 1]);
   __syncthreads();
 
   // Register stage of the next k-tile; element e of this thread is (row, kk) of the tile per the load mapping.
@@ -354,8 +345,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       int row, kk;
       a_coord(e, row, kk);
       const Entry r = row_a[row], k = kt[2 * kk];
-      if (kStrided) ra[e] = gather_strided<T>(p, A, r, k);
-      else ra[e] = gather_window<T>(A, r, k, p.a_lim_h, p.a_lim_w);
+      ra[e] = gather_window<T>(A, r, k, p.a_lim_h, p.a_lim_w);
     }
 #pragma unroll
     for (int e = 0; e < EB; ++e) {
@@ -453,7 +443,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       load_tile(0);
       store_tile(0);
       if (kt_begin + 1 < kt_end && tid < BK)
-        build_k<kStrided>(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+        build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
       __syncthreads();
       for (int kt = kt_begin; kt < kt_end; ++kt) {
         const int cur = (kt - kt_begin) & 1;
@@ -463,7 +453,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
         if (more) {
           store_tile(cur ^ 1);
           if (kt + 2 < kt_end && tid < BK)
-            build_k<kStrided>(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
         }
         __syncthreads();
       }
@@ -537,7 +527,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       if (kt_begin < kt_end) {
         issue_tile(0, 0);
         if (kt_begin + 1 < kt_end && tid < BK)
-          build_k<kStrided>(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+          build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
         cp_async_wait_all();
         __syncthreads();
         for (int kt = kt_begin; kt < kt_end; ++kt) {
@@ -546,7 +536,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           if (more) issue_tile(cur ^ 1, cur ^ 1);  // lands while this stage is computed
           compute(cur);
           if (more && kt + 2 < kt_end && tid < BK)
-            build_k<kStrided>(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
           cp_async_wait_all();
           __syncthreads();
         }
@@ -555,7 +545,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       load_tile(0);
       store_tile(0);
       if (kt_begin + 1 < kt_end && tid < BK)
-        build_k<kStrided>(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+        build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
       __syncthreads();
       for (int kt = kt_begin; kt < kt_end; ++kt) {
         const int cur = (kt - kt_begin) & 1;
@@ -565,7 +555,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
         if (more) {
           store_tile(cur ^ 1);
           if (kt + 2 < kt_end && tid < BK)
-            build_k<kStrided>(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
         }
         __syncthreads();
       }
@@ -584,11 +574,11 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
 }
 
 // Launch of one instantiation over p's grid.
-template <typename T, int Op, bool kNarrow, bool kStrided, bool kVec = false>
+template <typename T, int Op, bool kNarrow, bool kVec = false>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
-  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kStrided, kVec>;
+  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kVec>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;

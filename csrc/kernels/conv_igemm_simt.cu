@@ -7,14 +7,10 @@
 namespace deepops {
 namespace conv {
 
-cudaError_t launch_igemm_simt(DType dt, bool strided, const IgemmParams& p, cudaStream_t stream) {
+cudaError_t launch_igemm_simt(DType dt, const IgemmParams& p, cudaStream_t stream) {
   switch (dt) {
-    case DType::kFloat32:
-      return strided ? launch_igemm_cfg<float, kOpSimt, false, true>(p, stream)
-                     : launch_igemm_cfg<float, kOpSimt, false, false>(p, stream);
-    case DType::kFloat64:
-      return strided ? launch_igemm_cfg<double, kOpSimt, false, true>(p, stream)
-                     : launch_igemm_cfg<double, kOpSimt, false, false>(p, stream);
+    case DType::kFloat32: return launch_igemm_cfg<float, kOpSimt, false>(p, stream);
+    case DType::kFloat64: return launch_igemm_cfg<double, kOpSimt, false>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }

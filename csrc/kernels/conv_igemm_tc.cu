@@ -2,8 +2,8 @@
 // mma.sync.m16n8k16 (float32 accumulation), and float32 as TF32 with mma.sync.m16n8k8 (taken only when the caller
 // allows TF32).  Tiles in conv_common.cuh: TileMma16 / TileMmaTf32 (128 x 128, BK 32 / 16, 8 warps of 64 x 32) and
 // the narrow TileMma16Narrow / TileMmaTf32Narrow (128 x 64, 8 warps of 32 x 32) for GEMMs of <= 64 columns.
-// Sixteen kernels: three compute kinds x {wide, narrow} x {plain gather, strided backward-input gather}, plus the
-// 16-bit forward NHWC vector path (cp.async) x {wide, narrow} for float16 and bfloat16.
+// Ten kernels: three compute kinds x {wide, narrow} element-gather kernels, plus the 16-bit NHWC vector path
+// (cp.async) x {wide, narrow} for float16 and bfloat16.
 #include "conv_igemm.cuh"
 
 namespace deepops {
@@ -11,25 +11,21 @@ namespace conv {
 
 namespace {
 template <typename T, int Op>
-cudaError_t pick(bool strided, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream) {
+cudaError_t pick(bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream) {
   if constexpr (Op == kOpMma16) {
-    if (vec && !strided)
-      return narrow ? launch_igemm_cfg<T, Op, true, false, true>(p, stream)
-                    : launch_igemm_cfg<T, Op, false, false, true>(p, stream);
+    if (vec)
+      return narrow ? launch_igemm_cfg<T, Op, true, true>(p, stream) : launch_igemm_cfg<T, Op, false, true>(p, stream);
   }
   if (vec) return cudaErrorInvalidValue;
-  if (narrow)
-    return strided ? launch_igemm_cfg<T, Op, true, true>(p, stream) : launch_igemm_cfg<T, Op, true, false>(p, stream);
-  return strided ? launch_igemm_cfg<T, Op, false, true>(p, stream) : launch_igemm_cfg<T, Op, false, false>(p, stream);
+  return narrow ? launch_igemm_cfg<T, Op, true>(p, stream) : launch_igemm_cfg<T, Op, false>(p, stream);
 }
 }  // namespace
 
-cudaError_t launch_igemm_tc(DType dt, bool strided, bool narrow, bool vec, const IgemmParams& p,
-                            cudaStream_t stream) {
+cudaError_t launch_igemm_tc(DType dt, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream) {
   switch (dt) {
-    case DType::kFloat16: return pick<__half, kOpMma16>(strided, narrow, vec, p, stream);
-    case DType::kBFloat16: return pick<__nv_bfloat16, kOpMma16>(strided, narrow, vec, p, stream);
-    case DType::kFloat32: return pick<float, kOpTf32>(strided, narrow, vec, p, stream);
+    case DType::kFloat16: return pick<__half, kOpMma16>(narrow, vec, p, stream);
+    case DType::kBFloat16: return pick<__nv_bfloat16, kOpMma16>(narrow, vec, p, stream);
+    case DType::kFloat32: return pick<float, kOpTf32>(narrow, vec, p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
