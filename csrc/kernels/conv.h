@@ -45,7 +45,9 @@ struct ConvShape {
 // per-group GEMM sizes below 2^31).  When false, *why (if given) names the reason.
 bool conv_supported(const ConvShape& s, const char** why = nullptr);
 
-// Bytes of workspace the launcher of `pass` needs for this problem (0 for most forward problems).
+// Bytes of workspace the launcher of `pass` needs for this problem: forward / backward-input only for the 16-bit
+// NHWC vector path (the weight transposed), backward-weight for split-K partial sums, backward-bias for its two
+// passes.  A forward / backward-input given less than asked runs the element-gather path instead.
 size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout);
 
 // y = conv2d(x, w) + bias (bias may be nullptr).
