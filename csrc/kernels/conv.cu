@@ -1,0 +1,344 @@
+// Convolution launchers: validity, path choice, workspace sizing and the parameter set-up of the kernels.
+//
+// Paths (docs/conv_cuda.md has the reasoning):
+//   C/groups == 1 (depthwise, and single-channel first layers: C == 1, groups == 1)
+//       -> conv_direct.cu: direct kernels for forward, backward-input and backward-weight (split reduction).
+//   otherwise -> the implicit GEMM of conv_igemm.cuh, per group:
+//       float16 / bfloat16                    tensor cores, mma m16n8k16, float32 accumulation
+//       float32 and allow_tf32 (cc >= 8.0)    tensor cores, mma m16n8k8 TF32
+//       float32 otherwise                     FFMA
+//       float64                               DFMA
+//     1x1 convolutions and few-channel first layers (C = 3) need no separate kernel here: the reduction index
+//     fuses (c, r, s), so a 1x1 convolution is a plain GEMM whose gather costs two shared loads and an add per
+//     element, and a 3-channel 7x7 layer is a GEMM with a reduction of 147, padded only to the next BK (not each
+//     channel to the MMA's k, which is where channel-vectorised kernels waste their work).
+//     Backward-input with a stride > 1 runs as stride_h * stride_w phase GEMMs (kDgradPhase): the dx pixels of
+//     one phase (h % stride_h, w % stride_w) are reached by a fixed subset of the taps, so each phase is a plain
+//     window GEMM over only those taps (no divisibility test, no products with the zeros a strided gather would
+//     fetch: 1/4 of the work of the gather for stride 2).
+//     float16 / bfloat16 forward in NHWC with C/groups % 8 == 0: the vector path (16-byte cp.async of 8 channels,
+//     zero-filled in the padding); the workspace holds the weight transposed to KRSC so that 8 consecutive
+//     reduction indices are contiguous in both operands.  Likewise backward-input in NHWC with groups 1 and
+//     K % 8 == 0 (any stride: the phases are plain gathers too), with the weight as CRSK (order (r, s, k)).
+//     GEMMs of <= 64 columns (64 output channels, ...) take the narrow 128 x 64 tensor-core tiles.
+//   Backward-weight with K/groups <= 64 runs transposed (dw^T = x^T dy: C/g*R*S rows, K/g columns) so that the
+//   narrow tiles fit it.  Backward-weight of the implicit GEMM splits its N*P*Q reduction (split-K) when the output tiles alone would
+//   not fill the GPU: each split writes its partial tile to the workspace, reduce_splits adds them in split order.
+//   The split plan depends on the shape only (not on the device or the tile configuration), so a result is
+//   bitwise reproducible run to run and between GPUs running the same kernel.
+//   Bias gradient: conv_direct.cu's two-pass reduction.
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
+#include "conv.h"
+#include "conv_common.cuh"
+
+namespace deepops {
+
+using conv::IgemmParams;
+
+namespace {
+
+constexpr int64_t kMax32 = INT_MAX - 1024;  // GEMM indices run up to a tile past their extent
+constexpr int64_t kMaxCoord = int64_t(1) << 29;   // window coordinates stay far from conv::kInvalidCoord
+constexpr int64_t kWgradTargetBlocks = 264;       // ~2 waves of 132 SMs: what split-K aims for
+constexpr int64_t kWgradNominalTile = 128;        // tile edge used for the (tile-independent) split plan
+constexpr int64_t kWgradChunkQuantum = 32;        // split chunks are multiples of every config's BK
+constexpr int64_t kWgradMinChunk = 256;           // pixels per split at least
+constexpr int64_t kWgradMaxSplits = 64;
+
+bool is_depthwise(const ConvShape& s) { return s.C / s.groups == 1; }
+
+int compute_capability_major() {
+  static int cached[64] = {0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  if (cached[dev] == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cached[dev] = major > 0 ? major : -1;
+  }
+  return cached[dev];
+}
+
+struct WgradPlan {
+  int splits = 1;
+  int64_t chunk = 0;  // pixels of the N*P*Q reduction per split (multiple of kWgradChunkQuantum)
+};
+
+WgradPlan wgrad_plan(const ConvShape& s) {
+  const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
+  const int64_t pixels = s.N * s.P * s.Q;
+  const int64_t tiles = ((kg + kWgradNominalTile - 1) / kWgradNominalTile) *
+                        ((cg * s.R * s.S + kWgradNominalTile - 1) / kWgradNominalTile) * s.groups;
+  int64_t want = std::min<int64_t>(kWgradMaxSplits, std::max<int64_t>(1, (kWgradTargetBlocks + tiles - 1) / tiles));
+  int64_t chunk = (pixels + want - 1) / want;
+  chunk = std::max(kWgradMinChunk, (chunk + kWgradChunkQuantum - 1) / kWgradChunkQuantum * kWgradChunkQuantum);
+  WgradPlan plan;
+  plan.chunk = chunk;
+  plan.splits = static_cast<int>((pixels + chunk - 1) / chunk);
+  if (plan.splits < 1) plan.splits = 1;
+  return plan;
+}
+
+void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_t W, long long& sn, long long& sc,
+             long long& sh, long long& sw) {
+  if (layout == ConvLayout::kNHWC) sn = H * W * C, sc = 1, sh = W * C, sw = C;
+  else sn = C * H * W, sc = H * W, sh = W, sw = 1;
+  (void)s;
+}
+
+// Runs the implicit GEMM over all groups, in launches of at most 65535 / splits groups (grid.z).
+cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec = false) {
+  const int major = compute_capability_major();
+  const bool tc16 = dt == DType::kFloat16 || dt == DType::kBFloat16;
+  if (tc16 && major < 8) return cudaErrorNotSupported;
+  const bool tc = tc16 || (dt == DType::kFloat32 && allow_tf32 && major >= 8);
+  int bm, bn, bk;
+  conv::igemm_tiles(dt, tc && dt == DType::kFloat32, bm, bn, bk);
+  const int ktiles = (p.Kred + bk - 1) / bk;
+  if (p.splits <= 1) p.splits = 1, p.ktiles_per_split = ktiles;
+  const int per_launch = std::max(1, 65535 / p.splits);
+  for (int g0 = 0; g0 < p.groups; g0 += per_launch) {
+    p.group0 = g0;
+    p.group_count = std::min(per_launch, p.groups - g0);
+    const cudaError_t err = tc ? conv::launch_igemm_tc(dt, p.Ncol <= conv::kNarrowMaxCols, vec, p, stream)
+                               : conv::launch_igemm_simt(dt, p, stream);
+    if (err != cudaSuccess) return err;
+  }
+  return cudaSuccess;
+}
+
+// The 16-bit forward NHWC vector path (cp.async of 8 channels): its workspace holds the weight as KRSC.
+bool vec_forward_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
+  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && layout == ConvLayout::kNHWC && !is_depthwise(s) &&
+         (s.C / s.groups) % 8 == 0;
+}
+
+// The 16-bit backward-input NHWC vector path (groups 1): its workspace holds the weight as CRSK.
+bool vec_dgrad_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
+  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && layout == ConvLayout::kNHWC && s.groups == 1 &&
+         !is_depthwise(s) && s.K % 8 == 0;
+}
+
+bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
+
+}  // namespace
+
+namespace conv {
+
+IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
+  IgemmParams p;
+  p.mode = mode;
+  p.nhwc = layout == ConvLayout::kNHWC;
+  p.N = int(s.N), p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.R = int(s.R), p.S = int(s.S);
+  p.P = int(s.P), p.Q = int(s.Q);
+  p.groups = s.groups, p.Cg = int(s.C / s.groups), p.Kg = int(s.K / s.groups);
+  p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
+  strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
+  strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
+  p.wS = 1, p.wR = s.S, p.wC = s.R * s.S, p.wK = p.Cg * s.R * s.S;
+  p.div_rs = FastDivmod(s.R * s.S);
+  p.div_s = FastDivmod(s.S);
+  if (mode == kFwd) {
+    p.M = int(s.N * s.P * s.Q), p.Ncol = p.Kg, p.Kred = int(p.Cg * s.R * s.S);
+    p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
+    p.a_lim_h = p.H, p.a_lim_w = p.W;
+    p.a_kfast = p.nhwc, p.b_kfast = true;
+  } else if (mode == kDgrad) {
+    p.M = int(s.N * s.H * s.W), p.Ncol = p.Cg, p.Kred = int(p.Kg * s.R * s.S);
+    p.div_plane = FastDivmod(s.H * s.W), p.div_row = FastDivmod(s.W), p.div_ch = FastDivmod(p.Kg);
+    p.a_lim_h = p.P, p.a_lim_w = p.Q;
+    p.a_kfast = p.nhwc, p.b_kfast = true;
+  } else if (mode == kWgrad) {
+    p.M = p.Kg, p.Ncol = int(p.Cg * s.R * s.S), p.Kred = int(s.N * s.P * s.Q);
+    p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
+    p.b_lim_h = p.H, p.b_lim_w = p.W;
+    p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
+  } else {  // kWgradT
+    p.M = int(p.Cg * s.R * s.S), p.Ncol = p.Kg, p.Kred = int(s.N * s.P * s.Q);
+    p.div_plane = FastDivmod(s.P * s.Q), p.div_row = FastDivmod(s.Q), p.div_ch = FastDivmod(p.Cg);
+    p.a_lim_h = p.H, p.a_lim_w = p.W;
+    p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
+  }
+  return p;
+}
+
+IgemmParams make_dgrad_phase(const ConvShape& s, ConvLayout layout, int a, int b) {
+  IgemmParams p = make_igemm(kDgrad, s, layout);
+  p.mode = kDgradPhase;
+  p.phase_h = a, p.phase_w = b;
+  const int64_t hi = a < s.H ? (s.H - a + s.stride_h - 1) / s.stride_h : 0;
+  const int64_t wi = b < s.W ? (s.W - b + s.stride_w - 1) / s.stride_w : 0;
+  // Taps reaching the phase: (phase + pad - r*dil) divisible by the stride; they repeat every stride/gcd(stride,
+  // dil) taps.
+  auto taps = [](int phase, int pad, int dil, int stride, int64_t extent, int& first, int& step) {
+    first = -1;
+    for (int r = 0; r < extent && r < stride; ++r)
+      if (((phase + pad - int64_t(r) * dil) % stride + stride) % stride == 0) {
+        first = r;
+        break;
+      }
+    int g = stride, d = dil;
+    while (d) {
+      const int t = g % d;
+      g = d, d = t;
+    }
+    step = stride / g;
+    return first < 0 ? int64_t(0) : (extent - 1 - first) / step + 1;
+  };
+  const int64_t ra = taps(a, s.pad_h, s.dil_h, s.stride_h, s.R, p.r0, p.rstep);
+  const int64_t sb = taps(b, s.pad_w, s.dil_w, s.stride_w, s.S, p.s0, p.sstep);
+  p.M = int(s.N * hi * wi);
+  p.Kred = int(p.Kg * ra * sb);
+  p.div_plane = FastDivmod(hi * wi), p.div_row = FastDivmod(wi);
+  p.div_rs = FastDivmod(ra * sb), p.div_s = FastDivmod(sb);
+  return p;
+}
+
+DirectParams make_direct(const ConvShape& s, ConvLayout layout) {
+  conv::DirectParams p;
+  p.nhwc = layout == ConvLayout::kNHWC;
+  p.N = int(s.N), p.C = int(s.C), p.H = int(s.H), p.W = int(s.W), p.K = int(s.K), p.R = int(s.R), p.S = int(s.S);
+  p.P = int(s.P), p.Q = int(s.Q), p.mult = int(s.K / std::max<int64_t>(1, s.C));
+  p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
+  strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
+  strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
+  return p;
+}
+
+}  // namespace conv
+
+bool conv_supported(const ConvShape& s, const char** why) {
+  auto fail = [&](const char* m) {
+    if (why) *why = m;
+    return false;
+  };
+  if (s.N < 1 || s.C < 1 || s.H < 1 || s.W < 1 || s.K < 1 || s.R < 1 || s.S < 1 || s.P < 1 || s.Q < 1)
+    return fail("sizes must be positive");
+  if (s.groups < 1 || s.C % s.groups != 0 || s.K % s.groups != 0) return fail("groups must divide C and K");
+  if (s.stride_h < 1 || s.stride_w < 1 || s.dil_h < 1 || s.dil_w < 1 || s.pad_h < 0 || s.pad_w < 0)
+    return fail("stride and dilation must be positive and padding non-negative");
+  if (s.H + 2 * int64_t(s.pad_h) >= kMaxCoord || s.W + 2 * int64_t(s.pad_w) >= kMaxCoord ||
+      int64_t(s.dil_h) * (s.R - 1) >= kMaxCoord || int64_t(s.dil_w) * (s.S - 1) >= kMaxCoord ||
+      s.P * s.stride_h >= kMaxCoord || s.Q * s.stride_w >= kMaxCoord)
+    return fail("spatial sizes must stay below 2^29");
+  const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
+  if (s.N * s.P * s.Q > kMax32 || s.N * s.H * s.W > kMax32) return fail("N*H*W and N*P*Q must stay below 2^31");
+  if (s.C * s.H * s.W > kMax32 || s.K * s.P * s.Q > kMax32)
+    return fail("one image (C*H*W, K*P*Q elements) must stay below 2^31");
+  if (cg * s.R * s.S > kMax32 / 2 || kg * s.R * s.S > kMax32 / 2 || s.K * s.R * s.S > kMax32 / 2)
+    return fail("the weight (K*R*S, C/groups*R*S) must stay below 2^30 elements");
+  return true;
+}
+
+size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout) {
+  if (!conv_supported(s)) return 0;
+  const size_t acc = conv::acc_bytes(dt);
+  switch (pass) {
+    case ConvPass::kForward:
+      return vec_forward_eligible(dt, s, layout) ? size_t(s.K * (s.C / s.groups) * s.R * s.S) * 2 : 0;
+    case ConvPass::kBackwardInput:
+      return vec_dgrad_eligible(dt, s, layout) ? size_t(s.K * s.C * s.R * s.S) * 2 : 0;
+    case ConvPass::kBackwardWeight: {
+      if (is_depthwise(s)) {
+        const int64_t outputs = s.K * s.R * s.S;
+        return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, outputs)) * outputs * acc;
+      }
+      const WgradPlan plan = wgrad_plan(s);
+      if (plan.splits <= 1) return 0;
+      return size_t(plan.splits) * size_t(s.K * (s.C / s.groups) * s.R * s.S) * acc;
+    }
+    case ConvPass::kBackwardBias:
+      return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, s.K)) * size_t(s.K) * acc;
+  }
+  return 0;
+}
+
+cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, const void* x, const void* w,
+                           const void* bias, void* y, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                           cudaStream_t stream) {
+  if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
+  if (is_depthwise(s)) return conv::depthwise_forward(dt, conv::make_direct(s, layout), x, w, bias, y, stream);
+  IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
+  p.A = x, p.B = w, p.bias = bias, p.out = y;
+  const size_t need = conv2d_workspace_bytes(ConvPass::kForward, dt, s, layout);
+  // The vector path when its workspace is there and x is 16-byte aligned; the element gather otherwise.
+  if (need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && compute_capability_major() >= 8) {
+    const cudaError_t err = conv::weight_to_krsc(dt, w, workspace, s.K, s.C / s.groups, s.R, s.S, stream);
+    if (err != cudaSuccess) return err;
+    p.B = workspace;
+    p.wK = (s.C / s.groups) * s.R * s.S, p.wR = s.S * (s.C / s.groups), p.wS = s.C / s.groups, p.wC = 1;
+    return run_igemm(dt, allow_tf32, p, stream, /*vec=*/true);
+  }
+  return run_igemm(dt, allow_tf32, p, stream);
+}
+
+cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, const void* w,
+                                  const void* bias, void* dx, bool allow_tf32, void* workspace,
+                                  size_t workspace_bytes, cudaStream_t stream) {
+  if (!conv_supported(s) || !dy || !w || !dx) return cudaErrorInvalidValue;
+  if (is_depthwise(s)) return conv::depthwise_backward_input(dt, conv::make_direct(s, layout), dy, w, bias, dx, stream);
+  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardInput, dt, s, layout);
+  // The vector path (reduction (r, s, k): 8 consecutive k contiguous in dy and in the CRSK weight).
+  const bool vec = need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && compute_capability_major() >= 8;
+  if (vec) {
+    const cudaError_t err = conv::weight_to_crsk(dt, w, workspace, s.K, s.C, s.R, s.S, stream);
+    if (err != cudaSuccess) return err;
+  }
+  auto run = [&](IgemmParams p) {
+    p.A = dy, p.B = w, p.bias = bias, p.out = dx;
+    if (vec) p.B = workspace, p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
+    return run_igemm(dt, allow_tf32, p, stream, vec);
+  };
+  if (s.stride_h == 1 && s.stride_w == 1) return run(conv::make_igemm(conv::kDgrad, s, layout));
+  for (int a = 0; a < s.stride_h; ++a)
+    for (int b = 0; b < s.stride_w; ++b) {
+      const IgemmParams p = conv::make_dgrad_phase(s, layout, a, b);
+      if (p.M == 0) continue;
+      const cudaError_t err = run(p);
+      if (err != cudaSuccess) return err;
+    }
+  return cudaSuccess;
+}
+
+cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, const void* x,
+                                   void* dw, bool allow_tf32, void* workspace, size_t workspace_bytes,
+                                   cudaStream_t stream) {
+  if (!conv_supported(s) || !dy || !x || !dw) return cudaErrorInvalidValue;
+  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardWeight, dt, s, layout);
+  if (!check_workspace(need, workspace, workspace_bytes)) return cudaErrorInvalidValue;
+  if (is_depthwise(s)) {
+    const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K * s.R * s.S);
+    return conv::depthwise_backward_weight(dt, conv::make_direct(s, layout), dy, x, dw, workspace, splits, stream);
+  }
+  const bool transposed = s.K / s.groups <= conv::kNarrowMaxCols;
+  IgemmParams p = conv::make_igemm(transposed ? conv::kWgradT : conv::kWgrad, s, layout);
+  p.A = transposed ? x : dy, p.B = transposed ? dy : x, p.out = dw;
+  const WgradPlan plan = wgrad_plan(s);
+  int bm, bn, bk;
+  conv::igemm_tiles(dt, dt == DType::kFloat32 && allow_tf32 && compute_capability_major() >= 8, bm, bn, bk);
+  if (plan.splits > 1) {
+    p.splits = plan.splits;
+    p.ktiles_per_split = static_cast<int>(plan.chunk / bk);
+    p.ws = workspace;
+    p.ws_split_stride = s.K * (s.C / s.groups) * s.R * s.S;
+  }
+  cudaError_t err = run_igemm(dt, allow_tf32, p, stream);
+  if (err != cudaSuccess || plan.splits <= 1) return err;
+  return conv::reduce_splits(dt, workspace, plan.splits, p.ws_split_stride, dw, stream);
+}
+
+cudaError_t conv2d_backward_bias(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, void* db,
+                                 void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  if (!conv_supported(s) || !dy || !db) return cudaErrorInvalidValue;
+  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardBias, dt, s, layout);
+  if (!check_workspace(need, workspace, workspace_bytes)) return cudaErrorInvalidValue;
+  const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K);
+  return conv::bias_backward(dt, conv::make_direct(s, layout), dy, db, workspace, splits, stream);
+}
+
+}  // namespace deepops

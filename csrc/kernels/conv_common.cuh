@@ -1,0 +1,172 @@
+// Declarations shared by the convolution sources (conv.cu: path choice and parameter set-up; conv_igemm_*.cu: the
+// implicit-GEMM kernels; conv_direct.cu: depthwise, bias and reduction kernels).  Nothing here is public.
+//
+// Every convolution pass that is not depthwise is one implicit GEMM per group, C[M x Ncol] = A[M x Kred] B[Kred x
+// Ncol], whose operands are gathered on the fly from the tensors (no im2col buffer):
+//
+//   pass       M (rows)          Ncol (columns)        Kred (reduction)      A       B       C
+//   forward    N*P*Q pixels      K/g out channels      C/g*R*S               x       w       y (+ bias)
+//   bwd input  N*H*W pixels      C/g in channels       K/g*R*S               dy      w       dx (+ bias)
+//   bwd weight K/g out channels  C/g*R*S               N*P*Q                 dy      x       dw (split-K)
+//   (or, K/g <= 64, transposed:  rows C/g*R*S, columns K/g, A = x, B = dy)
+//
+// An operand element is (row entry) + (reduction entry): each entry is a 64-bit offset plus two window coordinates
+// (h, w), so that the bounds test of the zero padding is "0 <= row.h + k.h < limit_h" and the address is
+// row.off + k.off.  Row entries are built once per block, reduction entries once per k-tile (BK of them), both in
+// shared memory, so the per-element cost of the gather is two shared loads, two adds, a compare and the load.
+// Backward-input with stride > 1 runs per output phase (kDgradPhase below), each a plain window gather.
+// Reduction index orders follow the layout so that neighbouring threads read
+// neighbouring addresses: (r, s, c) for NHWC (c fastest), (c, r, s) for NCHW.
+#pragma once
+
+#include <climits>
+#include <cstdint>
+
+#include "common.h"
+#include "conv.h"
+
+namespace deepops {
+namespace conv {
+
+// Division by a run-time constant d >= 1 for dividends 0 <= n < 2^31 by a multiply-high and a shift
+// (Granlund & Montgomery): shr = ceil(log2 d), mul = floor(2^32 (2^shr - d) / d) + 1, n / d = (mulhi(n, mul) + n)
+// >> shr.  (mulhi(n, mul) + n < 2^32 because mul < 2^32 and n < 2^31.)
+struct FastDivmod {
+  unsigned d = 1, mul = 1, shr = 0;
+  FastDivmod() = default;
+  explicit FastDivmod(int64_t divisor) {
+    d = static_cast<unsigned>(divisor < 1 ? 1 : divisor);
+    shr = 0;
+    while ((uint64_t(1) << shr) < d) ++shr;
+    mul = static_cast<unsigned>(((uint64_t(1) << 32) * ((uint64_t(1) << shr) - d)) / d + 1);
+  }
+  __host__ __device__ __forceinline__ int div(int n) const {
+#ifdef __CUDA_ARCH__
+    const unsigned t = __umulhi(static_cast<unsigned>(n), mul);
+#else
+    const unsigned t = static_cast<unsigned>((uint64_t(static_cast<unsigned>(n)) * mul) >> 32);
+#endif
+    return static_cast<int>((t + static_cast<unsigned>(n)) >> shr);
+  }
+  __host__ __device__ __forceinline__ void divmod(int n, int& q, int& r) const {
+    q = div(n);
+    r = n - q * static_cast<int>(d);
+  }
+};
+
+// kWgradT: backward-weight as dw^T = x^T dy (rows C/g*R*S, columns K/g), taken when K/g <= 64 so that the small
+// dimension is the columns (narrow tiles) instead of half-empty 128-row tiles.
+// kDgradPhase: backward-input with stride > 1, one launch per output phase (h % stride_h, w % stride_w): within
+// a phase the kernel taps that reach it form an arithmetic progression r = r0 + j * rstep, so the phase is a plain
+// (window) GEMM over only the taps that contribute: no divisibility test, no multiplications by zero.
+enum Mode : int { kFwd = 0, kDgrad = 1, kWgrad = 2, kWgradT = 3, kDgradPhase = 4 };
+
+// Window coordinate of an entry that makes every element it takes part in fall outside the tensor: row and
+// reduction entries hold coordinates well inside (-2^30, 2^30), so any sum or difference with this stays invalid.
+constexpr int kInvalidCoord = -(1 << 30);
+
+// One side (row or reduction) of an operand element.
+struct Entry {
+  long long off;
+  int h, w;
+};
+
+// Everything an implicit-GEMM launch needs; built on the host by conv.cu (see the table above).
+struct IgemmParams {
+  int mode = kFwd;
+  bool nhwc = false;
+  int M = 0, Ncol = 0, Kred = 0;        // per-group GEMM sizes
+  int N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, P = 0, Q = 0;
+  int Cg = 0, Kg = 0, groups = 1;
+  int sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  long long xN = 0, xC = 0, xH = 0, xW = 0;  // element strides of x / dx
+  long long yN = 0, yC = 0, yH = 0, yW = 0;  // of y / dy
+  long long wK = 0, wC = 0, wR = 0, wS = 0;  // of w / dw
+  FastDivmod div_plane, div_row;  // pixel index -> (n, a, b): plane = A*B (P*Q or H*W), row = B (Q or W)
+  FastDivmod div_ch, div_rs, div_s;  // (c, r, s) index: channel count (Cg or Kg), R*S, S
+  int a_lim_h = INT_MAX, a_lim_w = INT_MAX, b_lim_h = INT_MAX, b_lim_w = INT_MAX;  // window limits per operand
+  bool a_kfast = true, b_kfast = true;  // load mapping: neighbouring threads along the reduction (or the rows)
+  const void* A = nullptr;
+  const void* B = nullptr;
+  const void* bias = nullptr;  // per output channel of the GEMM's column (forward, bwd input)
+  void* out = nullptr;         // y / dx / dw
+  void* ws = nullptr;          // split-K partial sums (bwd weight with splits > 1), accumulator type
+  long long ws_split_stride = 0;
+  int phase_h = 0, phase_w = 0, r0 = 0, rstep = 1, s0 = 0, sstep = 1;  // kDgradPhase (rows (n, i, j): h = phase_h + i*sh)
+  int splits = 1, ktiles_per_split = 0;
+  int group0 = 0, group_count = 1;  // groups handled by this launch (grid.z = group_count * splits)
+};
+
+// Tile sizes, named once here (the kernels and the host's grid / split-K computation both use them).  kWarpsM x
+// kWarpsN: warp layout of the tensor-core tiles; kMinBlocks: the launch-bounds occupancy target (registers <=
+// 65536 / (kThreads * kMinBlocks)).  The "narrow" tensor-core tiles (BN = 64) take GEMMs with <= 64 columns (64
+// output channels: first layers, ResNet's first stage), where the 128-wide tile would waste half its MMAs.
+struct TileSimtF32 { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
+struct TileSimtF64 { static constexpr int BM = 64, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
+struct TileMma16 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
+struct TileMma16Narrow { static constexpr int BM = 128, BN = 64, BK = 32, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };
+struct TileMmaTf32 { static constexpr int BM = 128, BN = 128, BK = 16, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
+struct TileMmaTf32Narrow { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };
+constexpr int kNarrowMaxCols = 64;  // GEMMs with at most this many columns take the narrow tensor-core tiles
+
+// Tile sizes of the kernel that takes (dt, tf32).
+inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
+  switch (dt) {
+    case DType::kFloat16:
+    case DType::kBFloat16: bm = TileMma16::BM, bn = TileMma16::BN, bk = TileMma16::BK; return;
+    case DType::kFloat32:
+      if (tf32) bm = TileMmaTf32::BM, bn = TileMmaTf32::BN, bk = TileMmaTf32::BK;
+      else bm = TileSimtF32::BM, bn = TileSimtF32::BN, bk = TileSimtF32::BK;
+      return;
+    case DType::kFloat64: bm = TileSimtF64::BM, bn = TileSimtF64::BN, bk = TileSimtF64::BK; return;
+  }
+}
+
+// The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad, kWgradT) for shape s (conv.cu; without
+// pointers, splits or group range, which the launcher fills in).
+IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
+// The kDgradPhase parameters of output phase (a, b), 0 <= a < stride_h, 0 <= b < stride_w; M == 0 when the phase
+// has no pixel (H <= a or W <= b).  Kred may be 0 (no tap reaches the phase: its dx is zero, or the bias).
+IgemmParams make_dgrad_phase(const ConvShape& s, ConvLayout layout, int a, int b);
+
+// Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  narrow: the
+// BN = 64 tensor-core tiles; vec: the 16-bit NHWC cp.async path (forward: p.B a KRSC weight, C/g % 8 == 0;
+// backward-input, groups 1: p.B a CRSK weight, K % 8 == 0; the A tensor 16-byte aligned).
+// conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu float32 / float64.
+cudaError_t launch_igemm_tc(DType dt, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream);
+cudaError_t launch_igemm_simt(DType dt, const IgemmParams& p, cudaStream_t stream);
+
+// conv_direct.cu.  Depthwise (C/groups == 1, K = groups * mult) direct kernels, bias gradient, split reduction.
+struct DirectParams {
+  bool nhwc = false;
+  int N = 0, C = 0, H = 0, W = 0, K = 0, R = 0, S = 0, P = 0, Q = 0, mult = 1;
+  int sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  long long xN = 0, xC = 0, xH = 0, xW = 0, yN = 0, yC = 0, yH = 0, yW = 0;
+};
+// The direct-kernel parameters for shape s (conv.cu).
+DirectParams make_direct(const ConvShape& s, ConvLayout layout);
+cudaError_t depthwise_forward(DType dt, const DirectParams& p, const void* x, const void* w, const void* bias,
+                              void* y, cudaStream_t stream);
+cudaError_t depthwise_backward_input(DType dt, const DirectParams& p, const void* dy, const void* w,
+                                     const void* bias, void* dx, cudaStream_t stream);
+// Splits of the N*P*Q reduction of the depthwise weight gradient and of the bias gradient (a function of the
+// shape only, so results do not depend on the device).
+int direct_reduce_splits(int64_t pixels, int64_t outputs);
+cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const void* dy, const void* x, void* dw,
+                                      void* ws, int splits, cudaStream_t stream);
+cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void* db, void* ws, int splits,
+                          cudaStream_t stream);
+// out (K x R x S x Cg, 16-bit dt) = w (K x Cg x R x S): the weight layout of the vector forward path.
+cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,
+                           cudaStream_t stream);
+// out (C x R x S x K, 16-bit dt) = w (K x C x R x S, groups == 1): the weight of the backward-input vector path.
+cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_t C, int64_t R, int64_t S,
+                           cudaStream_t stream);
+// out[i] = sum over s < splits, in order, of ws[s * n + i] (accumulator type of dt), cast to dt.
+cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream);
+
+// Accumulator size in bytes: double for float64, float otherwise.
+inline size_t acc_bytes(DType dt) { return dt == DType::kFloat64 ? 8 : 4; }
+
+}  // namespace conv
+}  // namespace deepops

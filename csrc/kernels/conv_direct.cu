@@ -1,0 +1,309 @@
+// Direct (non-GEMM) convolution kernels: depthwise forward / backward-input / backward-weight, the bias gradient
+// and the fixed-order reduction of split partial sums.
+//
+// Depthwise (C/groups == 1, K = C * mult; this also covers single-channel first layers, C == 1, groups == 1):
+// an implicit GEMM would have a reduction of only R*S per output and waste its tiles, so these kernels are
+// memory-bound direct loops instead.
+// * forward: one thread per output element, threads in the output's memory order (so loads of x and stores of y
+//   coalesce in NCHW and NHWC alike), R*S multiply-adds in the compute type, weight reads through the read-only
+//   cache (each weight row is shared by a whole plane of threads).  grid.y walks the images, so the per-image index
+//   stays 32-bit (decoded with multiply-shift division) while offsets are 64-bit.
+// * backward-input: one thread per input element, gathering the dy elements whose windows cover it (stride
+//   divisibility tested per (r, s)) over the mult output channels of its group, plus the bias of
+//   conv_transpose2d.
+// * backward-weight: one block per (weight element, split of the N*P*Q pixels), fixed-order tree reduction in
+//   shared memory, partial sums to the workspace, then reduce_splits adds the splits in order.  Deterministic.
+// Weight KCRS -> KRSC / CRSK (for the 16-bit NHWC forward / backward-input vector paths of the implicit GEMM).
+// Bias gradient: the same two passes over the channels (a block per channel in NCHW, where a channel's pixels are
+// contiguous; a block per 32 channels x 8 pixel lanes in NHWC, where channels are contiguous).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "conv_common.cuh"
+#include "conv_direct.cuh"
+#include "device_utils.cuh"
+
+namespace deepops {
+namespace conv {
+namespace {
+
+constexpr int kDirectThreads = 256;   // elementwise depthwise kernels
+constexpr int kDirectMinBlocks = 4;   // their launch-bounds occupancy hint (<= 64 registers; without it ptxas
+                                      // squeezed the float16 backward-input kernel into 32 registers and spilled on sm_80)
+constexpr int kReduceThreads = 256;   // per-block reductions (weight and bias gradients)
+constexpr int kMaxGridY = 65535;
+constexpr int64_t kSplitTargetBlocks = 1024;  // aim of direct_reduce_splits (shape-only, device independent)
+constexpr int64_t kMinPixelsPerSplit = 2048;
+constexpr int kMaxSplits = 256;
+
+template <typename T> struct AccOf { using type = float; };
+template <> struct AccOf<double> { using type = double; };
+
+// ---------------------------------------------------------------------------------------------- depthwise forward
+template <typename T>
+__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks)
+    depthwise_fwd_kernel(const DirectArgs a, const T* __restrict__ x, const T* __restrict__ w,
+                         const T* __restrict__ bias, T* __restrict__ y) {
+  const int idx = blockIdx.x * kDirectThreads + threadIdx.x;
+  if (idx >= a.per_image) return;
+  for (int n = blockIdx.y; n < a.p.N; n += gridDim.y) {
+    long long off;
+    const auto v = dw_fwd_element<T>(a, x, w, bias, n, idx, off);
+    y[off] = from_compute<T>(v);
+  }
+}
+
+// ---------------------------------------------------------------------------------------- depthwise backward-input
+template <typename T>
+__global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks)
+    depthwise_dgrad_kernel(const DirectArgs a, const T* __restrict__ dy, const T* __restrict__ w,
+                           const T* __restrict__ bias, T* __restrict__ dx) {
+  const int idx = blockIdx.x * kDirectThreads + threadIdx.x;
+  if (idx >= a.per_image) return;
+  for (int n = blockIdx.y; n < a.p.N; n += gridDim.y) {
+    long long off;
+    const auto v = dw_dgrad_element<T>(a, dy, w, bias, n, idx, off);
+    dx[off] = from_compute<T>(v);
+  }
+}
+
+// Fixed-order tree sum of one value per thread of a kReduceThreads block; the result is valid in thread 0.
+template <typename A> __device__ __forceinline__ A block_sum(A v, A* sm) {
+  sm[threadIdx.x] = v;
+  __syncthreads();
+#pragma unroll
+  for (int s = kReduceThreads / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) sm[threadIdx.x] += sm[threadIdx.x + s];
+    __syncthreads();
+  }
+  return sm[0];
+}
+
+// ---------------------------------------------------------------------------------------- depthwise backward-weight
+// Block (e = (k, r, s), split): partial sum over its pixel range of dy[n, k, p, q] * x[n, c, h, w].
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads) depthwise_wgrad_kernel(const DirectArgs a, const T* __restrict__ dy,
+                                                                         const T* __restrict__ x,
+                                                                         typename AccOf<T>::type* __restrict__ ws,
+                                                                         long long pixels, long long chunk) {
+  using A = typename AccOf<T>::type;
+  __shared__ A sm[kReduceThreads];
+  const int e = blockIdx.x, split = blockIdx.y;
+  const long long begin = split * chunk, end = min(pixels, begin + chunk);
+  A acc = 0;
+  for (long long i = begin + threadIdx.x; i < end; i += kReduceThreads)
+    acc += dw_wgrad_term<T, A>(a, dy, x, e, static_cast<int>(i));
+  const A total = block_sum(acc, sm);
+  if (threadIdx.x == 0) ws[static_cast<long long>(split) * gridDim.x + e] = total;
+}
+
+// ------------------------------------------------------------------------------------------------ bias gradient
+// NCHW: block (k, split) sums channel k over its pixel range (pixel i = n * P*Q + pq, pq contiguous).
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads) bias_nchw_kernel(const DirectArgs a, const T* __restrict__ dy,
+                                                                   typename AccOf<T>::type* __restrict__ ws,
+                                                                   long long pixels, long long chunk) {
+  using A = typename AccOf<T>::type;
+  __shared__ A sm[kReduceThreads];
+  const DirectParams& p = a.p;
+  const int k = blockIdx.x, split = blockIdx.y;
+  const long long begin = split * chunk, end = min(pixels, begin + chunk);
+  A acc = 0;
+  for (long long i = begin + threadIdx.x; i < end; i += kReduceThreads) {
+    int n, pq;
+    a.div_pq.divmod(static_cast<int>(i), n, pq);
+    acc += static_cast<A>(to_compute(dy[n * p.yN + k * p.yC + pq]));
+  }
+  const A total = block_sum(acc, sm);
+  if (threadIdx.x == 0) ws[static_cast<long long>(split) * p.K + k] = total;
+}
+
+// NHWC: block (32-channel slab, split); lane = channel, 8 pixel lanes, then a fixed-order sum of the 8 lanes.
+constexpr int kBiasLanes = kReduceThreads / 32;
+template <typename T>
+__global__ void __launch_bounds__(kReduceThreads) bias_nhwc_kernel(const DirectArgs a, const T* __restrict__ dy,
+                                                                   typename AccOf<T>::type* __restrict__ ws,
+                                                                   long long pixels, long long chunk) {
+  using A = typename AccOf<T>::type;
+  __shared__ A sm[kBiasLanes][32];
+  const DirectParams& p = a.p;
+  const int lane = threadIdx.x % 32, row = threadIdx.x / 32;
+  const int k = blockIdx.x * 32 + lane, split = blockIdx.y;
+  const long long begin = split * chunk, end = min(pixels, begin + chunk);
+  A acc = 0;
+  if (k < p.K)
+    for (long long i = begin + row; i < end; i += kBiasLanes) acc += static_cast<A>(to_compute(dy[i * p.K + k]));
+  sm[row][lane] = acc;
+  __syncthreads();
+  if (row == 0 && k < p.K) {
+    A total = sm[0][lane];
+    for (int j = 1; j < kBiasLanes; ++j) total += sm[j][lane];
+    ws[static_cast<long long>(split) * p.K + k] = total;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kDirectThreads) reduce_splits_kernel(const typename AccOf<T>::type* __restrict__ ws,
+                                                                       int splits, long long n, T* __restrict__ out) {
+  using A = typename AccOf<T>::type;
+  for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * kDirectThreads) {
+    A total = ws[i];
+    for (int s = 1; s < splits; ++s) total += ws[s * n + i];
+    out[i] = from_compute<T>(static_cast<typename Compute<T>::type>(total));
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kDirectThreads) weight_krsc_kernel(const T* __restrict__ w, T* __restrict__ out,
+                                                                     long long n, long long Cg, long long R,
+                                                                     long long S) {
+  for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * kDirectThreads) {
+    long long t = i;
+    const long long c = t % Cg;
+    t /= Cg;
+    const long long s = t % S;
+    t /= S;
+    const long long r = t % R, k = t / R;
+    out[i] = w[((k * Cg + c) * R + r) * S + s];
+  }
+}
+
+unsigned grid_y(int n) { return static_cast<unsigned>(std::max(1, std::min(n, kMaxGridY))); }
+
+}  // namespace
+
+int direct_reduce_splits(int64_t pixels, int64_t outputs) {
+  int64_t s = std::max<int64_t>(1, kSplitTargetBlocks / std::max<int64_t>(1, outputs));
+  s = std::min(s, std::max<int64_t>(1, pixels / kMinPixelsPerSplit));
+  return static_cast<int>(std::min<int64_t>(s, kMaxSplits));
+}
+
+cudaError_t depthwise_forward(DType dt, const DirectParams& p, const void* x, const void* w, const void* bias,
+                              void* y, cudaStream_t stream) {
+  const DirectArgs a = direct_fwd_args(p);
+  const dim3 grid((a.per_image + kDirectThreads - 1) / kDirectThreads, grid_y(p.N));
+  return dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    depthwise_fwd_kernel<T><<<grid, kDirectThreads, 0, stream>>>(a, static_cast<const T*>(x),
+                                                                 static_cast<const T*>(w),
+                                                                 static_cast<const T*>(bias), static_cast<T*>(y));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t depthwise_backward_input(DType dt, const DirectParams& p, const void* dy, const void* w,
+                                     const void* bias, void* dx, cudaStream_t stream) {
+  const DirectArgs a = direct_dgrad_args(p);
+  const dim3 grid((a.per_image + kDirectThreads - 1) / kDirectThreads, grid_y(p.N));
+  return dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    depthwise_dgrad_kernel<T><<<grid, kDirectThreads, 0, stream>>>(a, static_cast<const T*>(dy),
+                                                                   static_cast<const T*>(w),
+                                                                   static_cast<const T*>(bias), static_cast<T*>(dx));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const void* dy, const void* x, void* dw,
+                                      void* ws, int splits, cudaStream_t stream) {
+  const DirectArgs a = direct_args(p);
+  const long long pixels = static_cast<long long>(p.N) * p.P * p.Q;
+  const long long chunk = (pixels + splits - 1) / splits;
+  const long long outputs = static_cast<long long>(p.K) * p.R * p.S;
+  return dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    using A = typename AccOf<T>::type;
+    depthwise_wgrad_kernel<T><<<dim3(static_cast<unsigned>(outputs), splits), kReduceThreads, 0, stream>>>(
+        a, static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<A*>(ws), pixels, chunk);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    return reduce_splits(dt, ws, splits, outputs, dw, stream);
+  });
+}
+
+cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void* db, void* ws, int splits,
+                          cudaStream_t stream) {
+  const DirectArgs a = direct_args(p);
+  const long long pixels = static_cast<long long>(p.N) * p.P * p.Q;
+  const long long chunk = (pixels + splits - 1) / splits;
+  return dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    using A = typename AccOf<T>::type;
+    if (p.nhwc)
+      bias_nhwc_kernel<T><<<dim3((p.K + 31) / 32, splits), kReduceThreads, 0, stream>>>(
+          a, static_cast<const T*>(dy), static_cast<A*>(ws), pixels, chunk);
+    else
+      bias_nchw_kernel<T><<<dim3(p.K, splits), kReduceThreads, 0, stream>>>(a, static_cast<const T*>(dy),
+                                                                            static_cast<A*>(ws), pixels, chunk);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    return reduce_splits(dt, ws, splits, p.K, db, stream);
+  });
+}
+
+cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  return dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    using A = typename AccOf<T>::type;
+    reduce_splits_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
+        static_cast<const A*>(ws), splits, n, static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kDirectThreads) weight_crsk_kernel(const T* __restrict__ w, T* __restrict__ out,
+                                                                     long long n, long long K, long long C,
+                                                                     long long R, long long S) {
+  for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
+       i += static_cast<long long>(gridDim.x) * kDirectThreads) {
+    long long t = i;
+    const long long k = t % K;
+    t /= K;
+    const long long s = t % S;
+    t /= S;
+    const long long r = t % R, c = t / R;
+    out[i] = w[((k * C + c) * R + r) * S + s];
+  }
+}
+
+cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_t C, int64_t R, int64_t S,
+                           cudaStream_t stream) {
+  const int64_t n = K * C * R * S;
+  if (n <= 0) return cudaSuccess;
+  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    weight_crsk_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
+        static_cast<const T*>(w), static_cast<T*>(out), n, K, C, R, S);
+    return cudaGetLastError();
+  };
+  if (dt == DType::kFloat16) return run(__half{});
+  if (dt == DType::kBFloat16) return run(__nv_bfloat16{});
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,
+                           cudaStream_t stream) {
+  const int64_t n = K * Cg * R * S;
+  if (n <= 0) return cudaSuccess;
+  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    weight_krsc_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
+        static_cast<const T*>(w), static_cast<T*>(out), n, Cg, R, S);
+    return cudaGetLastError();
+  };
+  if (dt == DType::kFloat16) return run(__half{});
+  if (dt == DType::kBFloat16) return run(__nv_bfloat16{});
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace conv
+}  // namespace deepops

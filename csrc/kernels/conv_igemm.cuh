@@ -1,0 +1,594 @@
+// The implicit-GEMM convolution kernel (forward, backward-input, backward-weight), one template for all compute
+// kinds.  Included by conv_igemm_tc.cu (tensor cores) and conv_igemm_simt.cu (FFMA / DFMA), which instantiate it.
+//
+// Strategy (see conv_common.cuh for how the three passes map onto C = A B):
+// * a block computes a BM x BN tile of C for one group (and one split of the reduction for backward-weight);
+//   grid = (ceil(M / BM), ceil(Ncol / BN), groups * splits);
+// * row / column entries of the tile are built once into shared memory, the BK reduction entries of each k-tile
+//   one tile ahead (by the first BK threads, with multiply-shift division, no hardware divide);
+// * main loop, double buffered: while the block computes on shared stage s, every thread gathers its share of the
+//   next k-tile (BM*BK/256 elements of A, BN*BK/256 of B, zero where the padding or the tile edge is) from global
+//   memory into registers, then stores them into stage s^1; one __syncthreads per k-tile.  Neighbouring threads
+//   take neighbouring reduction indices or neighbouring rows, whichever is contiguous in memory for the operand
+//   and layout (IgemmParams::a_kfast / b_kfast), so the gather is coalesced in NCHW and NHWC.  (cp.async needs
+//   16-byte aligned contiguous chunks and would skip the zero fill of the padding; with the per-element gather
+//   that both layouts, any channel count and the padding need, register staging does the same overlap.)
+// * tensor cores (16-bit, TF32): shared tiles are K-contiguous rows, A[BM][BK+pad], B[BN][BK+pad], the pad
+//   making the fragment loads conflict-free; 8 warps as 2 (M) x 4 (N), each warp a 64 x 32 tile of
+//   mma.sync.m16n8k16 (f16 / bf16 in, f32 accumulate) or m16n8k8 (tf32, operands rounded with cvt.rna.tf32.f32
+//   when stored to shared memory); the narrow variant (BN = 64, for GEMMs of <= 64 columns) uses 4 x 2 warps of
+//   32 x 32;
+// * FFMA / DFMA: shared tiles are row-contiguous per k, A[BK][BM+1], B[BK][BN+1]; 16 x 16 threads, each a
+//   (BM/16) x (BN/16) micro-tile strided by 16 (conflict-free reads); the thread index that runs along the
+//   output's contiguous dimension is chosen at run time so that the stores coalesce;
+// * epilogue: each thread writes its accumulators straight to the output (64-bit offsets from the row and column
+//   entries), adding the bias, or, for a split backward-weight, to its split's slice of the workspace.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "conv_common.cuh"
+#include "device_utils.cuh"
+
+namespace deepops {
+namespace conv {
+
+enum OpKind : int { kOpSimt = 0, kOpMma16 = 1, kOpTf32 = 2 };
+
+template <typename T, int Op, bool kNarrow> struct IgemmCfg;
+template <bool N> struct IgemmCfg<float, kOpSimt, N> : TileSimtF32 { using Smem = float; using Acc = float; };
+template <bool N> struct IgemmCfg<double, kOpSimt, N> : TileSimtF64 { using Smem = double; using Acc = double; };
+template <bool N>
+struct IgemmCfg<__half, kOpMma16, N> : std::conditional_t<N, TileMma16Narrow, TileMma16> {
+  using Smem = __half;
+  using Acc = float;
+};
+template <bool N>
+struct IgemmCfg<__nv_bfloat16, kOpMma16, N> : std::conditional_t<N, TileMma16Narrow, TileMma16> {
+  using Smem = __nv_bfloat16;
+  using Acc = float;
+};
+template <bool N>
+struct IgemmCfg<float, kOpTf32, N> : std::conditional_t<N, TileMmaTf32Narrow, TileMmaTf32> {
+  using Smem = float;
+  using Acc = float;
+};
+
+// Shared-memory geometry of a configuration.
+template <typename T, int Op, bool kNarrow> struct IgemmSmem {
+  using Cfg = IgemmCfg<T, Op, kNarrow>;
+  using Smem = typename Cfg::Smem;
+  static constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK;
+  static constexpr bool kSimt = Op == kOpSimt;
+  static constexpr int kPad = Op == kOpMma16 ? 8 : 4;  // K-row pad of the tensor-core tiles (elements)
+  // Leading dimensions: SIMT tiles are [BK][rows + 1], tensor-core tiles [rows][BK + pad].
+  static constexpr int LDA = kSimt ? BM + 1 : BK + kPad;
+  static constexpr int LDB = kSimt ? BN + 1 : BK + kPad;
+  static constexpr int kStageA = kSimt ? BK * LDA : BM * LDA;
+  static constexpr int kStageB = kSimt ? BK * LDB : BN * LDB;
+  static constexpr size_t kTableBytes = (BM + BN) * sizeof(Entry) + 2 * BK * 2 * sizeof(Entry) + (BM + BN) * 8;
+  static constexpr size_t kBytes = kTableBytes + 2 * size_t(kStageA + kStageB) * sizeof(Smem);
+  __device__ __forceinline__ static int a_index(int row, int kk) { return kSimt ? kk * LDA + row : row * LDA + kk; }
+  __device__ __forceinline__ static int b_index(int row, int kk) { return kSimt ? kk * LDB + row : row * LDB + kk; }
+};
+
+// ------------------------------------------------------------------------------------------------ table entries
+__host__ __device__ __forceinline__ void split_crs(const IgemmParams& p, int idx, int& c, int& r, int& s) {
+  int q1, r1, rs;
+  if (p.nhwc) {  // idx = (r*S + s)*channels + c
+    p.div_ch.divmod(idx, q1, r1);
+    c = r1, rs = q1;
+  } else {  // idx = c*R*S + r*S + s
+    p.div_rs.divmod(idx, q1, r1);
+    c = q1, rs = r1;
+  }
+  p.div_s.divmod(rs, r, s);
+}
+
+__host__ __device__ __forceinline__ void split_pixel(const IgemmParams& p, int idx, int& n, int& a, int& b) {
+  int rem;
+  p.div_plane.divmod(idx, n, rem);
+  p.div_row.divmod(rem, a, b);
+}
+
+// Entry of GEMM row m (A side) and the offset of output row m.
+__host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, int m, Entry& e, long long& out) {
+  if (m >= p.M) {
+    e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
+    return;
+  }
+  if (p.mode == kFwd) {
+    int n, pp, q;
+    split_pixel(p, m, n, pp, q);
+    const int hb = pp * p.sh - p.ph, wb = q * p.sw - p.pw;
+    e.off = n * p.xN + (long long)(g * p.Cg) * p.xC + hb * p.xH + wb * p.xW;
+    e.h = hb, e.w = wb;
+    out = n * p.yN + pp * p.yH + q * p.yW;
+  } else if (p.mode == kDgrad) {
+    int n, h, w;
+    split_pixel(p, m, n, h, w);
+    e.h = h + p.ph, e.w = w + p.pw;
+    e.off = n * p.yN + (long long)(g * p.Kg) * p.yC + e.h * p.yH + e.w * p.yW;
+    out = n * p.xN + h * p.xH + w * p.xW;
+  } else if (p.mode == kDgradPhase) {  // row (n, i, j): dx pixel (phase_h + i*sh, phase_w + j*sw)
+    int n, i, j;
+    split_pixel(p, m, n, i, j);
+    e.h = i, e.w = j;
+    e.off = n * p.yN + (long long)(g * p.Kg) * p.yC + i * p.yH + j * p.yW;
+    out = n * p.xN + (p.phase_h + i * p.sh) * p.xH + (p.phase_w + j * p.sw) * p.xW;
+  } else if (p.mode == kWgrad) {
+    e.off = (long long)(g * p.Kg + m) * p.yC;
+    e.h = 0, e.w = 0;
+    out = (long long)(g * p.Kg + m) * (p.Cg * p.R * p.S);
+  } else {  // kWgradT: row (c, r, s) of x
+    int c, r, s;
+    split_crs(p, m, c, r, s);
+    e.h = r * p.dh, e.w = s * p.dw;
+    e.off = (long long)(g * p.Cg + c) * p.xC + e.h * p.xH + e.w * p.xW;
+    out = (long long)c * (p.R * p.S) + r * p.S + s;
+  }
+}
+
+// Entry of GEMM column j (B side) and the offset of output column j.
+__host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, int j, Entry& e, long long& out) {
+  if (j >= p.Ncol) {
+    e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
+    return;
+  }
+  if (p.mode == kFwd) {
+    e.off = (long long)(g * p.Kg + j) * p.wK, e.h = 0, e.w = 0;
+    out = (long long)(g * p.Kg + j) * p.yC;
+  } else if (p.mode == kDgrad || p.mode == kDgradPhase) {
+    e.off = (long long)(g * p.Kg) * p.wK + j * p.wC, e.h = 0, e.w = 0;
+    out = (long long)(g * p.Cg + j) * p.xC;
+  } else if (p.mode == kWgrad) {
+    int c, r, s;
+    split_crs(p, j, c, r, s);
+    e.h = r * p.dh, e.w = s * p.dw;
+    e.off = (long long)(g * p.Cg + c) * p.xC + e.h * p.xH + e.w * p.xW;
+    out = (long long)c * (p.R * p.S) + r * p.S + s;
+  } else {  // kWgradT: column k of dy
+    e.off = (long long)(g * p.Kg + j) * p.yC, e.h = 0, e.w = 0;
+    out = (long long)(g * p.Kg + j) * (p.Cg * p.R * p.S);
+  }
+}
+
+// Entries of reduction index kk for A and B.
+__host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, Entry& b) {
+  if (kk >= p.Kred) {
+    a.off = 0, a.h = kInvalidCoord, a.w = kInvalidCoord;
+    b.off = 0, b.h = kInvalidCoord, b.w = kInvalidCoord;
+    return;
+  }
+  if (p.mode == kFwd) {
+    int c, r, s;
+    split_crs(p, kk, c, r, s);
+    a.h = r * p.dh, a.w = s * p.dw;
+    a.off = c * p.xC + a.h * p.xH + a.w * p.xW;
+    b.off = c * p.wC + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
+  } else if (p.mode == kDgradPhase) {
+    // tap (jr, js) of the phase: r = r0 + jr*rstep; dy pixel p = i + (phase_h + pad - r*dil) / stride (exact).
+    int k, jr, js;
+    split_crs(p, kk, k, jr, js);
+    const int r = p.r0 + jr * p.rstep, s = p.s0 + js * p.sstep;
+    a.h = (p.phase_h + p.ph - r * p.dh) / p.sh, a.w = (p.phase_w + p.pw - s * p.dw) / p.sw;
+    a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
+    b.off = k * p.wK + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
+  } else if (p.mode == kDgrad) {
+    int k, r, s;
+    split_crs(p, kk, k, r, s);
+    a.h = -r * p.dh, a.w = -s * p.dw;  // stride 1: dy pixel h + pad - r*dil
+    a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
+    b.off = k * p.wK + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
+  } else {
+    int n, pp, q;
+    split_pixel(p, kk, n, pp, q);
+    Entry& ey = p.mode == kWgrad ? a : b;  // the dy side
+    Entry& ex = p.mode == kWgrad ? b : a;  // the x side
+    ey.off = n * p.yN + pp * p.yH + q * p.yW, ey.h = 0, ey.w = 0;
+    ex.h = pp * p.sh - p.ph, ex.w = q * p.sw - p.pw;
+    ex.off = n * p.xN + ex.h * p.xH + ex.w * p.xW;
+  }
+}
+
+// Zero of a storage type, on the host too (the table and gather functions above and below are host-callable so
+// that tests_cpp/test_conv.cu can check the GEMM formulation on a machine without a GPU).
+// Load mapping: element e (0 <= e < BR*BK/kThreads) of thread tid in a BR x BK operand tile is (row, kk).  kfast:
+// neighbouring threads take neighbouring reduction indices; otherwise neighbouring rows.  Every (row, kk) of the
+// tile is taken by exactly one (tid, e) (checked by tests_cpp/test_conv.cu).
+template <int BR, int BK, int kThreads>
+__host__ __device__ __forceinline__ void tile_coord(bool kfast, int tid, int e, int& row, int& kk) {
+  if (kfast) row = tid / BK + e * (kThreads / BK), kk = tid % BK;
+  else row = tid % BR, kk = tid / BR + e * (kThreads / BR);
+}
+
+template <typename T> __host__ __device__ __forceinline__ T zero_value() { return T(0); }
+template <> __host__ __device__ __forceinline__ __half zero_value<__half>() { return __half(__half_raw{0}); }
+template <> __host__ __device__ __forceinline__ __nv_bfloat16 zero_value<__nv_bfloat16>() {
+  return __nv_bfloat16(__nv_bfloat16_raw{0});
+}
+
+// Element (row entry r, reduction entry k) of a window operand: zero outside [0, lim_h) x [0, lim_w).
+template <typename T>
+__host__ __device__ __forceinline__ T gather_window(const T* __restrict__ base, const Entry& r, const Entry& k, int lim_h,
+                                           int lim_w) {
+  const int h = r.h + k.h, w = r.w + k.w;
+  if (static_cast<unsigned>(h) < static_cast<unsigned>(lim_h) && static_cast<unsigned>(w) < static_cast<unsigned>(lim_w))
+    return base[r.off + k.off];
+  return zero_value<T>();
+}
+
+// ------------------------------------------------------------------------------------------------ tensor cores
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t u;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
+  return u;
+}
+
+// 16-byte asynchronous copy global -> shared; src_bytes = 0 writes 16 zero bytes without reading (the padding).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+template <typename T> __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+
+template <> __device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();
+#endif
+}
+
+template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();
+#endif
+}
+
+// ------------------------------------------------------------------------------------------------ the kernel
+// The vector kernels keep no register stage, so even the wide tile fits 2 blocks per SM (<= 128 registers).
+constexpr int kVecMinBlocks = 2;
+
+// kVec: the 16-bit NHWC path where 8 consecutive reduction indices are 8 contiguous channels of one (r, s) in
+// both operands (forward: C/g % 8 == 0 and a KRSC weight; backward-input with stride 1 and groups 1: K % 8 == 0
+// and a CRSK weight): each thread moves 16-byte vectors with cp.async (zero-filled in the padding) straight into
+// shared memory, no register staging.
+template <typename T, int Op, bool kNarrow, bool kVec>
+__global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
+                                  kVec ? kVecMinBlocks : IgemmCfg<T, Op, kNarrow>::kMinBlocks)
+    conv_igemm_kernel(const IgemmParams p) {
+  using Cfg = IgemmCfg<T, Op, kNarrow>;
+  using L = IgemmSmem<T, Op, kNarrow>;
+  using Smem = typename Cfg::Smem;
+  using Acc = typename Cfg::Acc;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, kThreads = Cfg::kThreads;
+  constexpr int EA = BM * BK / kThreads, EB = BN * BK / kThreads;  // gathered elements per thread and k-tile
+  static_assert(kThreads % BK == 0 && kThreads % BM == 0 && kThreads % BN == 0 && BM * BK % kThreads == 0 &&
+                    BN * BK % kThreads == 0,
+                "load mapping");
+  static_assert(!kVec || (Op == kOpMma16 && sizeof(T) == 2), "vector path: 16-bit only");
+  static_assert(!kVec || (L::kTableBytes % 16 == 0 && (L::LDA * sizeof(typename Cfg::Smem)) % 16 == 0 &&
+                            (L::kStageA * sizeof(typename Cfg::Smem)) % 16 == 0),
+                "16-byte alignment of the cp.async destinations");
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Entry* row_a = reinterpret_cast<Entry*>(smem_raw);       // [BM]
+  Entry* col_b = row_a + BM;                               // [BN]
+  Entry* ktab = col_b + BN;                                // [2][BK][2]: (A entry, B entry) per index, 2 stages
+  long long* row_out = reinterpret_cast<long long*>(ktab + 4 * BK);  // [BM]
+  long long* col_out = row_out + BM;                                 // [BN]
+  Smem* sa = reinterpret_cast<Smem*>(col_out + BN);                  // [2][stage A]
+  Smem* sb = sa + 2 * L::kStageA;                                    // [2][stage B]
+
+  const int tid = threadIdx.x;
+  const int split = blockIdx.z % p.splits;
+  const int g = p.group0 + blockIdx.z / p.splits;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int ktiles = (p.Kred + BK - 1) / BK;
+  const int kt_begin = split * p.ktiles_per_split;
+  const int kt_end = min(ktiles, kt_begin + p.ktiles_per_split);
+  const T* __restrict__ A = static_cast<const T*>(p.A);
+  const T* __restrict__ B = static_cast<const T*>(p.B);
+
+  for (int i = tid; i < BM; i += kThreads) build_row(p, g, m0 + i, row_a[i], row_out[i]);
+  for (int j = tid; j < BN; j += kThreads) build_col(p, g, n0 + j, col_b[j], col_out[j]);
+  if (kt_begin < kt_end && tid < BK) build_k(p, kt_begin * BK + tid, ktab[2 * tid], ktab[2 * tid + 1]);
+  __syncthreads();
+
+  // Register stage of the next k-tile; element e of this thread is (row, kk) of the tile per the load mapping.
+  T ra[EA], rb[EB];
+  auto a_coord = [&](int e, int& row, int& kk) { tile_coord<BM, BK, kThreads>(p.a_kfast, tid, e, row, kk); };
+  auto b_coord = [&](int e, int& row, int& kk) { tile_coord<BN, BK, kThreads>(p.b_kfast, tid, e, row, kk); };
+  auto load_tile = [&](int stage) {
+    const Entry* kt = ktab + stage * 2 * BK;
+#pragma unroll
+    for (int e = 0; e < EA; ++e) {
+      int row, kk;
+      a_coord(e, row, kk);
+      const Entry r = row_a[row], k = kt[2 * kk];
+      ra[e] = gather_window<T>(A, r, k, p.a_lim_h, p.a_lim_w);
+    }
+#pragma unroll
+    for (int e = 0; e < EB; ++e) {
+      int row, kk;
+      b_coord(e, row, kk);
+      rb[e] = gather_window<T>(B, col_b[row], kt[2 * kk + 1], p.b_lim_h, p.b_lim_w);
+    }
+  };
+  auto store_tile = [&](int stage) {
+    Smem* da = sa + stage * L::kStageA;
+    Smem* db = sb + stage * L::kStageB;
+#pragma unroll
+    for (int e = 0; e < EA; ++e) {
+      int row, kk;
+      a_coord(e, row, kk);
+      if constexpr (Op == kOpTf32) da[L::a_index(row, kk)] = __uint_as_float(to_tf32(ra[e]));
+      else da[L::a_index(row, kk)] = ra[e];
+    }
+#pragma unroll
+    for (int e = 0; e < EB; ++e) {
+      int row, kk;
+      b_coord(e, row, kk);
+      if constexpr (Op == kOpTf32) db[L::b_index(row, kk)] = __uint_as_float(to_tf32(rb[e]));
+      else db[L::b_index(row, kk)] = rb[e];
+    }
+  };
+
+  // Vector path: issue the cp.async copies of a k-tile (tables of ktab stage kstage) into shared stage `stage`.
+  constexpr int kVecElems = 8, kVecPerRow = BK / kVecElems;
+  auto issue_tile = [&](int kstage, int stage) {
+    const Entry* kt = ktab + kstage * 2 * BK;
+    Smem* da = sa + stage * L::kStageA;
+    Smem* db = sb + stage * L::kStageB;
+#pragma unroll
+    for (int i = 0; i < BM * kVecPerRow / kThreads; ++i) {
+      const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
+      const Entry r = row_a[row], k = kt[2 * kk];
+      const int h = r.h + k.h, w = r.w + k.w;
+      const bool ok = static_cast<unsigned>(h) < static_cast<unsigned>(p.a_lim_h) &&
+                      static_cast<unsigned>(w) < static_cast<unsigned>(p.a_lim_w);
+      cp_async16(da + L::a_index(row, kk), ok ? A + r.off + k.off : A, ok ? 16 : 0);
+    }
+#pragma unroll
+    for (int i = 0; i < BN * kVecPerRow / kThreads; ++i) {
+      const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
+      const Entry c = col_b[row], k = kt[2 * kk + 1];
+      const bool ok = c.h + k.h == 0 && c.w + k.w == 0;  // weight: plain operand, entries past the edge invalid
+      cp_async16(db + L::b_index(row, kk), ok ? B + c.off + k.off : B, ok ? 16 : 0);
+    }
+    cp_async_commit();
+  };
+
+  // Accumulators and the compute step of one shared stage.
+  const int bias_base = p.mode == kFwd ? g * p.Kg : g * p.Cg;
+  const T* __restrict__ bias = static_cast<const T*>(p.bias);
+  const bool to_ws = p.ws != nullptr;
+  auto store_out = [&](int r, int c, Acc v) {
+    if (m0 + r >= p.M || n0 + c >= p.Ncol) return;
+    const long long off = row_out[r] + col_out[c];
+    if (to_ws) {
+      static_cast<Acc*>(p.ws)[split * p.ws_split_stride + off] = v;
+      return;
+    }
+    if (bias) v += to_compute(bias[bias_base + n0 + c]);
+    static_cast<T*>(p.out)[off] = from_compute<T>(v);
+  };
+
+  if constexpr (Op == kOpSimt) {
+    constexpr int TM = BM / 16, TN = BN / 16;
+    // Rows contiguous in the output (NCHW forward / backward-input): tx runs along rows, else along columns.
+    const bool rows_fast = !p.nhwc && p.mode != kWgrad;  // (kWgradT: rows (c, r, s) contiguous in dw)
+    const int rx = rows_fast ? tid % 16 : tid / 16, cx = rows_fast ? tid / 16 : tid % 16;
+    Acc acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = Acc(0);
+    auto compute = [&](int stage) {
+      const Smem* ta = sa + stage * L::kStageA;
+      const Smem* tb = sb + stage * L::kStageB;
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) {
+        Acc av[TM], bv[TN];
+#pragma unroll
+        for (int i = 0; i < TM; ++i) av[i] = ta[kk * L::LDA + rx + 16 * i];
+#pragma unroll
+        for (int j = 0; j < TN; ++j) bv[j] = tb[kk * L::LDB + cx + 16 * j];
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+          for (int j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+      }
+    };
+    if (kt_begin < kt_end) {
+      load_tile(0);
+      store_tile(0);
+      if (kt_begin + 1 < kt_end && tid < BK)
+        build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+      __syncthreads();
+      for (int kt = kt_begin; kt < kt_end; ++kt) {
+        const int cur = (kt - kt_begin) & 1;
+        const bool more = kt + 1 < kt_end;
+        if (more) load_tile(cur ^ 1);
+        compute(cur);
+        if (more) {
+          store_tile(cur ^ 1);
+          if (kt + 2 < kt_end && tid < BK)
+            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+        }
+        __syncthreads();
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) store_out(rx + 16 * i, cx + 16 * j, acc[i][j]);
+  } else {
+    constexpr int kWarpsM = Cfg::kWarpsM, kWarpsN = Cfg::kWarpsN;
+    static_assert(kWarpsM * kWarpsN * 32 == kThreads, "warp layout");
+    constexpr int WTM = BM / kWarpsM, WTN = BN / kWarpsN;  // 64 x 32 (wide) or 32 x 32 (narrow) per warp
+    constexpr int MI = WTM / 16, NI = WTN / 8;
+    constexpr int KSTEP = Op == kOpTf32 ? 8 : 16;
+    const int warp = tid / 32, lane = tid % 32;
+    const int wm = warp % kWarpsM, wn = warp / kWarpsM;
+    const int gid = lane >> 2, t4 = lane & 3;
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.f;
+    auto compute = [&](int stage) {
+      const Smem* ta = sa + stage * L::kStageA;
+      const Smem* tb = sb + stage * L::kStageB;
+#pragma unroll
+      for (int ks = 0; ks < BK / KSTEP; ++ks) {
+        uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+        for (int i = 0; i < MI; ++i) {
+          const int r0 = wm * WTM + i * 16 + gid;
+          if constexpr (Op == kOpTf32) {
+            const Smem* q = ta + r0 * L::LDA + ks * KSTEP + t4;
+            af[i][0] = __float_as_uint(q[0]);
+            af[i][1] = __float_as_uint(q[8 * L::LDA]);
+            af[i][2] = __float_as_uint(q[4]);
+            af[i][3] = __float_as_uint(q[8 * L::LDA + 4]);
+          } else {
+            const Smem* q = ta + r0 * L::LDA + ks * KSTEP + t4 * 2;
+            af[i][0] = *reinterpret_cast<const uint32_t*>(q);
+            af[i][1] = *reinterpret_cast<const uint32_t*>(q + 8 * L::LDA);
+            af[i][2] = *reinterpret_cast<const uint32_t*>(q + 8);
+            af[i][3] = *reinterpret_cast<const uint32_t*>(q + 8 * L::LDA + 8);
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < NI; ++j) {
+          const int c0 = wn * WTN + j * 8 + gid;
+          if constexpr (Op == kOpTf32) {
+            const Smem* q = tb + c0 * L::LDB + ks * KSTEP + t4;
+            bf[j][0] = __float_as_uint(q[0]);
+            bf[j][1] = __float_as_uint(q[4]);
+          } else {
+            const Smem* q = tb + c0 * L::LDB + ks * KSTEP + t4 * 2;
+            bf[j][0] = *reinterpret_cast<const uint32_t*>(q);
+            bf[j][1] = *reinterpret_cast<const uint32_t*>(q + 8);
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+          for (int j = 0; j < NI; ++j) {
+            if constexpr (Op == kOpTf32) mma_1688_tf32(acc[i][j], af[i], bf[j]);
+            else mma_16816<T>(acc[i][j], af[i], bf[j]);
+          }
+      }
+    };
+    if constexpr (kVec) {
+      if (kt_begin < kt_end) {
+        issue_tile(0, 0);
+        if (kt_begin + 1 < kt_end && tid < BK)
+          build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+        cp_async_wait_all();
+        __syncthreads();
+        for (int kt = kt_begin; kt < kt_end; ++kt) {
+          const int cur = (kt - kt_begin) & 1;
+          const bool more = kt + 1 < kt_end;
+          if (more) issue_tile(cur ^ 1, cur ^ 1);  // lands while this stage is computed
+          compute(cur);
+          if (more && kt + 2 < kt_end && tid < BK)
+            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+          cp_async_wait_all();
+          __syncthreads();
+        }
+      }
+    } else if (kt_begin < kt_end) {
+      load_tile(0);
+      store_tile(0);
+      if (kt_begin + 1 < kt_end && tid < BK)
+        build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
+      __syncthreads();
+      for (int kt = kt_begin; kt < kt_end; ++kt) {
+        const int cur = (kt - kt_begin) & 1;
+        const bool more = kt + 1 < kt_end;
+        if (more) load_tile(cur ^ 1);
+        compute(cur);
+        if (more) {
+          store_tile(cur ^ 1);
+          if (kt + 2 < kt_end && tid < BK)
+            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
+        }
+        __syncthreads();
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+      for (int j = 0; j < NI; ++j) {
+        const int r = wm * WTM + i * 16 + gid, c = wn * WTN + j * 8 + t4 * 2;
+        store_out(r, c, acc[i][j][0]);
+        store_out(r, c + 1, acc[i][j][1]);
+        store_out(r + 8, c, acc[i][j][2]);
+        store_out(r + 8, c + 1, acc[i][j][3]);
+      }
+  }
+}
+
+// Launch of one instantiation over p's grid.
+template <typename T, int Op, bool kNarrow, bool kVec = false>
+cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
+  using Cfg = IgemmCfg<T, Op, kNarrow>;
+  constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
+  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kVec>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (err != cudaSuccess) return err;
+  const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;
+  const long long gy = (static_cast<long long>(p.Ncol) + Cfg::BN - 1) / Cfg::BN;
+  const long long gz = static_cast<long long>(p.group_count) * p.splits;
+  if (gx > INT_MAX || gy > 65535 || gz > 65535) return cudaErrorInvalidValue;
+  kernel<<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)), Cfg::kThreads, smem,
+           stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace conv
+}  // namespace deepops

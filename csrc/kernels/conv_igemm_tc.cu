@@ -1,0 +1,34 @@
+// Tensor-core instantiations of the implicit-GEMM convolution (conv_igemm.cuh): float16 and bfloat16 with
+// mma.sync.m16n8k16 (float32 accumulation), and float32 as TF32 with mma.sync.m16n8k8 (taken only when the caller
+// allows TF32).  Tiles in conv_common.cuh: TileMma16 / TileMmaTf32 (128 x 128, BK 32 / 16, 8 warps of 64 x 32) and
+// the narrow TileMma16Narrow / TileMmaTf32Narrow (128 x 64, 8 warps of 32 x 32) for GEMMs of <= 64 columns.
+// Ten kernels: three compute kinds x {wide, narrow} element-gather kernels, plus the 16-bit NHWC vector path
+// (cp.async) x {wide, narrow} for float16 and bfloat16.
+#include "conv_igemm.cuh"
+
+namespace deepops {
+namespace conv {
+
+namespace {
+template <typename T, int Op>
+cudaError_t pick(bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream) {
+  if constexpr (Op == kOpMma16) {
+    if (vec)
+      return narrow ? launch_igemm_cfg<T, Op, true, true>(p, stream) : launch_igemm_cfg<T, Op, false, true>(p, stream);
+  }
+  if (vec) return cudaErrorInvalidValue;
+  return narrow ? launch_igemm_cfg<T, Op, true>(p, stream) : launch_igemm_cfg<T, Op, false>(p, stream);
+}
+}  // namespace
+
+cudaError_t launch_igemm_tc(DType dt, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream) {
+  switch (dt) {
+    case DType::kFloat16: return pick<__half, kOpMma16>(narrow, vec, p, stream);
+    case DType::kBFloat16: return pick<__nv_bfloat16, kOpMma16>(narrow, vec, p, stream);
+    case DType::kFloat32: return pick<float, kOpTf32>(narrow, vec, p, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace conv
+}  // namespace deepops
