@@ -79,7 +79,8 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   const bool three = input.dim() == 3;
   const at::Tensor in4 = three ? input.unsqueeze(0) : input;
   const auto sh = shape_of(in4, a, ceil_mode, op);
-  const auto fmt = in4.suggest_memory_format();
+  // a 3-D input is contiguous-format always (as in PyTorch), whatever its strides
+  const auto fmt = three ? at::MemoryFormat::Contiguous : in4.suggest_memory_format();
   const bool cl = fmt == at::MemoryFormat::ChannelsLast;
   const at::Tensor x = in4.contiguous(fmt);
   at::Tensor out = at::empty({sh.n, sh.c, sh.oh, sh.ow}, input.options().memory_format(fmt));
@@ -129,7 +130,8 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
                    grad_output.scalar_type(), " but 'input' has ", input.scalar_type());
   TORCH_CHECK_TYPE(indices.scalar_type() == at::kLong, "deepops.", op, ": 'indices' must be int64, got ",
                    indices.scalar_type());
-  const auto fmt = in4.suggest_memory_format();
+  // a 3-D input is contiguous-format always (as in PyTorch), whatever its strides
+  const auto fmt = three ? at::MemoryFormat::Contiguous : in4.suggest_memory_format();
   const bool cl = fmt == at::MemoryFormat::ChannelsLast;
   const at::Tensor g = (three ? grad_output.unsqueeze(0) : grad_output).contiguous(fmt);
   const at::Tensor ind = (three ? indices.unsqueeze(0) : indices).contiguous(fmt);
