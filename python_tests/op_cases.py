@@ -88,3 +88,20 @@ def _box_iou(device):
     a, _ = _boxes(40, device, seed=1)
     b, _ = _boxes(30, device, seed=2)
     return _fwd_bwd(deepops.box_iou, [a, b])
+
+
+@case("max_pool2d")
+def _max_pool2d(device):
+    return _fwd_bwd(lambda x: deepops.max_pool2d(x, 3, 2, 1), [_randn(2, 4, 11, 10, device=device)])
+
+
+@case("max_pool2d_channels_last")
+def _max_pool2d_cl(device):
+    x = _randn(2, 8, 8, 8, device=device).contiguous(memory_format=torch.channels_last)
+    return _fwd_bwd(lambda t: deepops.max_pool2d(t, 2, ceil_mode=True), [x])
+
+
+@case("max_pool2d_indices")
+def _max_pool2d_indices(device):
+    x = _randn(2, 3, 9, 7, device=device)
+    return lambda: list(deepops.max_pool2d(x, (3, 2), (2, 1), (1, 1), (1, 2), return_indices=True))

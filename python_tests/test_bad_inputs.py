@@ -78,21 +78,26 @@ _add([
     ("conv_t zero stride", lambda: conv_t(X4, torch.randn(3, 4, 3, 3), stride=0), ValueError, "stride"),
 ])
 
-if hasattr(deepops, "max_pool2d"):
-    mp = deepops.max_pool2d
-    _add([
-        ("pool input 2-D", lambda: mp(torch.ones(4, 4), 2), ValueError, "input"),
-        ("pool input 5-D", lambda: mp(torch.ones(1, 1, 1, 4, 4), 2), ValueError, "input"),
-        ("pool zero kernel", lambda: mp(X4, 0), ValueError, "kernel"),
-        ("pool negative kernel", lambda: mp(X4, -2), ValueError, "kernel"),
-        ("pool zero stride", lambda: mp(X4, 2, stride=0), ValueError, "stride"),
-        ("pool padding over half kernel", lambda: mp(X4, 2, padding=2), ValueError, "padding"),
-        ("pool negative padding", lambda: mp(X4, 3, padding=-1), ValueError, "padding"),
-        ("pool zero dilation", lambda: mp(X4, 2, dilation=0), ValueError, "dilation"),
-        ("pool output too small", lambda: mp(torch.ones(1, 1, 2, 2), 5), ValueError, "output|size|kernel"),
-        ("pool int input", lambda: mp(X4.long(), 2), TypeError, "dtype"),
-        ("pool kernel of 3 values", lambda: mp(X4, (2, 2, 2)), ValueError, "kernel"),
-    ])
+mp = deepops.max_pool2d
+_add([
+    ("pool input 2-D", lambda: mp(torch.ones(4, 4), 2), ValueError, "input"),
+    ("pool input 5-D", lambda: mp(torch.ones(1, 1, 1, 4, 4), 2), ValueError, "input"),
+    ("pool zero kernel", lambda: mp(X4, 0), ValueError, "kernel"),
+    ("pool negative kernel", lambda: mp(X4, -2), ValueError, "kernel"),
+    ("pool zero stride", lambda: mp(X4, 2, stride=0), ValueError, "stride"),
+    ("pool padding over half kernel", lambda: mp(X4, 2, padding=2), ValueError, "padding"),
+    ("pool negative padding", lambda: mp(X4, 3, padding=-1), ValueError, "padding"),
+    ("pool zero dilation", lambda: mp(X4, 2, dilation=0), ValueError, "dilation"),
+    ("pool output too small", lambda: mp(torch.ones(1, 1, 2, 2), 5), ValueError, "output|size|kernel"),
+    ("pool int input", lambda: mp(X4.long(), 2), TypeError, "dtype"),
+    ("pool kernel of 3 values", lambda: mp(X4, (2, 2, 2)), ValueError, "kernel"),
+    ("pool float kernel", lambda: mp(X4, 2.0), TypeError, "kernel_size"),
+    ("pool stride of 3 values", lambda: mp(X4, 2, stride=(1, 1, 1)), ValueError, "stride"),
+    ("pool list input", lambda: mp([[1.0]], 2), TypeError, "input.*torch.Tensor"),
+    ("pool zero channels", lambda: mp(torch.ones(1, 0, 4, 4), 2), ValueError, "input"),
+    ("pool backward grad shape", lambda: torch.ops.deepops.max_pool2d_backward(torch.ones(2, 3, 3, 3), X4, torch.zeros(2, 3, 4, 4, dtype=torch.long), [2, 2], [2, 2], [0, 0], [1, 1], False), ValueError, "grad_output"),
+    ("pool backward int32 indices", lambda: torch.ops.deepops.max_pool2d_backward(torch.ones(2, 3, 4, 4), X4, torch.zeros(2, 3, 4, 4, dtype=torch.int32), [2, 2], [2, 2], [0, 0], [1, 1], False), TypeError, "indices"),
+])
 
 
 @pytest.mark.parametrize("name,fn,exc,pattern", CASES, ids=[c[0] for c in CASES])
@@ -103,7 +108,7 @@ def test_bad_input_raises_clear_error(name, fn, exc, pattern):
 
 
 def test_matrix_is_large_enough():
-    assert len(CASES) >= 23  # relu + nms alone; conv and pool add more once present
+    assert len(CASES) >= 40  # relu + nms + pool; conv adds more once present
 
 
 def test_nan_and_inf_boxes_are_computed_not_crashing():

@@ -18,11 +18,16 @@ Strategy.
   by a branch-free loop over the window (no bounds tests), the few border columns by the general loop.
 * channels_last (``x`` as ``(N, H, W, C)``): ``prange`` over output rows ``(n, oh)``; for each output pixel the
   window is scanned with the channel loop innermost, a contiguous, branch-free ``select`` that LLVM vectorises.
-* backward is a gather, not a scatter: each input element sums the gradients of the windows that contain it and
-  whose index names it.  The windows that contain input row ``ih`` are the same for every column, so they are
-  listed once per call (``_candidates``: at most ``ceil(k / s)`` per row); the sum runs over them in increasing
-  ``(oh, ow)``, the order in which PyTorch's scatter accumulates, so float32 results are bit-for-bit PyTorch's.
-  Every input element is written by exactly one thread: no atomics, deterministic.
+* backward: every gradient element is written by exactly one thread, so there are no atomics and no races, and the
+  sums run in increasing (oh, ow), the order of PyTorch's CPU kernel (bitwise PyTorch's for float32/float64).
+  NCHW: a plane is owned by one thread, which accumulates the plane's output gradients at their indices in output
+  order.  Seen from an input element this is the gather of the issue (it sums the gradients of the windows whose
+  maximum it is, in increasing (oh, ow)); it is written as an ordered accumulation per owned plane because the
+  per-element gather loop (tried first) costs a data-dependent branch per candidate window and measured about
+  five to ten times slower.  channels_last: a true gather, ``prange`` over input rows: each input pixel visits the
+  windows that contain it (``_candidates``: the windows containing row ``ih`` are the same for every column, at
+  most ``ceil(k / s)`` per dimension) and adds, channel by channel with a branch-free select that vectorises, the
+  gradients whose index names it.  Windows lying wholly in the padding (possible with dilation) pass nothing on.
 
 float16 and bfloat16 are converted to float32 by the caller (exact for a maximum; the gradient sum runs in float32
 and is rounded once).  ``cache=True`` keeps the compiled code on disk.
@@ -82,60 +87,82 @@ def _candidates(n_in, n_out, k, s, p, d):
 # ------------------------------------------------------------------------------------------------- NCHW forward
 
 
+@numba.njit(**_SERIAL)
+def _column_plan(W, OW, kw, sw, pw, dw):
+    """Where tap b of every output column lives in the phase-split rows (see forward_nchw).
+
+    Column ``ow * sw - pw + b * dw`` is ``(ow + off[b]) * sw + phase[b]``; in the split buffer it is element
+    ``ow + off[b] + lpad`` of phase ``phase[b]``.  Also the first in-bounds column of each window (``first``), whose
+    index a window starts from, and whether the window has any column inside the input (``valid``).
+    """
+    phase = np.empty(kw, np.int64)
+    off = np.empty(kw, np.int64)
+    for b in range(kw):
+        t = b * dw - pw
+        r = t % sw
+        phase[b] = r
+        off[b] = (t - r) // sw
+    lpad = max(0, -off.min())
+    length = OW + off.max() + lpad
+    first = np.empty(OW, np.int64)
+    valid = np.empty(OW, np.bool_)
+    for ow in range(OW):
+        w0 = ow * sw - pw
+        first[ow] = _first_in(w0, dw)
+        valid[ow] = first[ow] < min(w0 + (kw - 1) * dw + 1, W)
+    return phase, off, lpad, length, first, valid
+
+
 @numba.njit(**_JIT)
 def forward_nchw(x, out, ind, with_ind, kh, kw, sh, sw, ph, pw, dh, dw):
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    ow_lo, ow_hi = _interior(W, OW, kw, sw, pw, dw)
+    phase, off, lpad, length, first, _ = _column_plan(W, OW, kw, sw, pw, dw)
     neg_inf = x.dtype.type(-np.inf)
     for pl in prange(P):
         xp = x[pl]
-        op = out[pl]
+        # the plane split by column phase (column j * sw + r goes to split[r, :, j + lpad]), -inf outside: every
+        # tap of a row of windows is then one contiguous run of the split buffer, and the loop over the output
+        # columns below is a plain vector loop (loads, compares, selects) with no bounds tests
+        split = np.empty((sw, H, length), x.dtype)
+        for r in range(sw):
+            for ih in range(H):
+                row = xp[ih]
+                srow = split[r, ih]
+                for j in range(length):
+                    col = (j - lpad) * sw + r
+                    srow[j] = row[col] if col >= 0 and col < W else neg_inf
         for oh in range(OH):
             h0 = oh * sh - ph
             hs = _first_in(h0, dh)
             he = min(h0 + (kh - 1) * dh + 1, H)
-            # border columns (window partly outside in width): general loop
-            for j in range(ow_lo + OW - ow_hi):
-                ow = j if j < ow_lo else ow_hi + (j - ow_lo)
-                w0 = ow * sw - pw
-                ws = _first_in(w0, dw)
-                we = min(w0 + (kw - 1) * dw + 1, W)
-                m = neg_inf
-                mi = hs * W + ws
-                for ih in range(hs, he, dh):
-                    for iw in range(ws, we, dw):
-                        v = xp[ih, iw]
-                        if v > m or v != v:
-                            m = v
-                            mi = ih * W + iw
-                op[oh, ow] = m
-                if with_ind:
-                    ind[pl, oh, ow] = mi
-            # interior columns: no bounds tests in width
+            orow = out[pl, oh]
+            for ow in range(OW):
+                orow[ow] = neg_inf
             if with_ind:
-                for ow in range(ow_lo, ow_hi):
-                    w0 = ow * sw - pw
-                    m = neg_inf
-                    mi = hs * W + w0
-                    for ih in range(hs, he, dh):
-                        for a in range(kw):
-                            iw = w0 + a * dw
-                            v = xp[ih, iw]
-                            take = v > m or v != v
-                            m = v if take else m
-                            mi = ih * W + iw if take else mi
-                    op[oh, ow] = m
-                    ind[pl, oh, ow] = mi
+                irow = ind[pl, oh]
+                for ow in range(OW):
+                    irow[ow] = hs * W + first[ow]
+                for ih in range(hs, he, dh):
+                    for b in range(kw):
+                        srow = split[phase[b], ih]
+                        o0 = off[b] + lpad
+                        base = ih * W - pw + b * dw
+                        for ow in range(OW):
+                            v = srow[ow + o0]
+                            m = orow[ow]
+                            take = (v > m) | (v != v)
+                            orow[ow] = v if take else m
+                            irow[ow] = base + ow * sw if take else irow[ow]
             else:
-                for ow in range(ow_lo, ow_hi):
-                    w0 = ow * sw - pw
-                    m = neg_inf
-                    for ih in range(hs, he, dh):
-                        for a in range(kw):
-                            v = xp[ih, w0 + a * dw]
-                            m = v if (v > m or v != v) else m
-                    op[oh, ow] = m
+                for ih in range(hs, he, dh):
+                    for b in range(kw):
+                        srow = split[phase[b], ih]
+                        o0 = off[b] + lpad
+                        for ow in range(OW):
+                            v = srow[ow + o0]
+                            m = orow[ow]
+                            orow[ow] = v if (v > m) | (v != v) else m
 
 
 # -------------------------------------------------------------------------------------------- NHWC forward
@@ -186,28 +213,39 @@ def forward_nhwc(x, out, ind, with_ind, kh, kw, sh, sw, ph, pw, dh, dw):
 # -------------------------------------------------------------------------------------------------- backward
 
 
+@numba.njit(**_SERIAL)
+def _row_valid(H, OH, kh, sh, ph, dh):
+    """Whether each output row's window has a row inside the input."""
+    valid = np.empty(OH, np.bool_)
+    for oh in range(OH):
+        h0 = oh * sh - ph
+        valid[oh] = _first_in(h0, dh) < min(h0 + (kh - 1) * dh + 1, H)
+    return valid
+
+
 @numba.njit(**_JIT)
 def backward_nchw(g, ind, gin, kh, kw, sh, sw, ph, pw, dh, dw):
     P, H, W = gin.shape
     OH, OW = g.shape[1], g.shape[2]
-    ch, nh = _candidates(H, OH, kh, sh, ph, dh)
-    cw, nw = _candidates(W, OW, kw, sw, pw, dw)
+    HW = H * W
+    vh = _row_valid(H, OH, kh, sh, ph, dh)
+    vw = _column_plan(W, OW, kw, sw, pw, dw)[5]
     zero = gin.dtype.type(0)
     for pl in prange(P):
-        gp = g[pl]
-        ip = ind[pl]
-        out = gin[pl]
-        for ih in range(H):
-            for iw in range(W):
-                flat = ih * W + iw
-                acc = zero
-                for a in range(nh[ih]):
-                    oh = ch[ih, a]
-                    for b in range(nw[iw]):
-                        ow = cw[iw, b]
-                        if ip[oh, ow] == flat:
-                            acc += gp[oh, ow]
-                out[ih, iw] = acc
+        # the plane is owned by this thread: its gradients are accumulated in output order (PyTorch's order),
+        # with no other writer, so the sums are deterministic and bitwise PyTorch's for float32/float64
+        gp = gin[pl].ravel()
+        for e in range(HW):
+            gp[e] = zero
+        for oh in range(OH):
+            if not vh[oh]:
+                continue
+            irow = ind[pl, oh]
+            grow = g[pl, oh]
+            for ow in range(OW):
+                e = irow[ow]
+                if vw[ow] and e >= 0 and e < HW:  # windows wholly in the padding pass nothing on
+                    gp[e] += grow[ow]
 
 
 @numba.njit(**_JIT)
@@ -218,6 +256,8 @@ def backward_nhwc(g, ind, gin, kh, kw, sh, sw, ph, pw, dh, dw):
     cw, nw = _candidates(W, OW, kw, sw, pw, dw)
     zero = gin.dtype.type(0)
     for r in prange(N * H):
+        # input row (n, ih): each pixel gathers, over the windows that contain it in increasing (oh, ow), the
+        # gradients of those whose index names it; the channel loop is a branch-free select-add that vectorises
         n = r // H
         ih = r - n * H
         for iw in range(W):

@@ -18,6 +18,10 @@ Semantics, as PyTorch (checked against it in the tests):
   right padding is dropped;
 * the first of equal maxima wins; NaN propagates: the last NaN of a window is its value and index; an all -inf
   window gives -inf and the index of its first element;
+* a window that holds no input element at all (possible with dilation, e.g. ``W=1, kernel 2, dilation 2, padding
+  1``) gives -inf and PyTorch's index for it (``first_row * W + first_column`` of the taps that are >= 0, which
+  need not lie in the input); it passes no gradient on (its output does not depend on the input), where PyTorch's
+  scatter would add its gradient to whatever element that index names;
 * outputs (values and indices) take the input's memory format (``suggest_memory_format``: channels_last for a
   channels_last 4-D input, contiguous otherwise), as PyTorch's do; so does the gradient;
 * backward is a gather (each input element sums the gradients of the windows whose maximum it is), deterministic.
