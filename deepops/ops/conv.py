@@ -277,15 +277,9 @@ def _im2col(x, R, S, P, Q, stride, padding, dilation, batch_inside=False):
     """The im2col matrix of x (N, C, H, W) contiguous: a (N, C*R*S, P*Q) view of a scratch buffer, or with
     ``batch_inside`` a (C*R*S, N*P*Q) one (the layout of the weight gradient's GEMM)."""
     N, C = x.shape[0], x.shape[1]
-    buf = _scratch(N * C * R * S * P * Q, x.dtype)
-    xa = x.numpy()
-    if batch_inside:
-        col = buf.view(C, R, S, N, P, Q)
-        K.im2col(xa, R, S, *stride, *padding, *dilation, col.numpy().transpose(3, 0, 1, 2, 4, 5))
-        return col.view(C * R * S, N * P * Q)
-    col = buf.view(N, C, R, S, P, Q)
-    K.im2col(xa, R, S, *stride, *padding, *dilation, col.numpy())
-    return col.view(N, C * R * S, P * Q)
+    col = _scratch(N * C * R * S * P * Q, x.dtype).view(N * C * R * S, P, Q)
+    K.im2col(x.numpy(), R, S, *stride, *padding, *dilation, batch_inside, col.numpy())
+    return col.view(C * R * S, N * P * Q) if batch_inside else col.view(N, C * R * S, P * Q)
 
 
 def _conv_forward(x, w, stride, padding, dilation, groups):
@@ -325,7 +319,7 @@ def _conv_backward_input(go, w, input_size, stride, padding, dilation, groups):
         return gx
     gcol = _scratch(N * C * R * S * P * Q, go.dtype).view(N, G, Cg * R * S, P * Q)
     torch.matmul(wt, gov, out=gcol)
-    K.col2im(gcol.view(N, C, R, S, P, Q).numpy(), *stride, *padding, *dilation, gx.numpy())
+    K.col2im(gcol.view(N * C * R * S, P, Q).numpy(), R, S, *stride, *padding, *dilation, gx.numpy())
     return gx
 
 
