@@ -273,12 +273,18 @@ def _is_pointwise(R, S, stride, padding, dilation):
     return R == 1 and S == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
+def _flat(t: torch.Tensor):
+    """A contiguous tensor as a flat NumPy array (shared memory)."""
+    return t.view(-1).numpy()
+
+
 def _im2col(x, R, S, P, Q, stride, padding, dilation, batch_inside=False):
     """The im2col matrix of x (N, C, H, W) contiguous: a (N, C*R*S, P*Q) view of a scratch buffer, or with
     ``batch_inside`` a (C*R*S, N*P*Q) one (the layout of the weight gradient's GEMM)."""
     N, C = x.shape[0], x.shape[1]
-    col = _scratch(N * C * R * S * P * Q, x.dtype).view(N * C * R * S, P, Q)
-    K.im2col(x.numpy(), R, S, *stride, *padding, *dilation, batch_inside, col.numpy())
+    col = _scratch(N * C * R * S * P * Q, x.dtype)
+    H, W = x.shape[2], x.shape[3]
+    K.im2col(_flat(x), N, C, H, W, R, S, *stride, *padding, *dilation, P, Q, batch_inside, col.numpy())
     return col.view(C * R * S, N * P * Q) if batch_inside else col.view(N, C * R * S, P * Q)
 
 
@@ -319,7 +325,7 @@ def _conv_backward_input(go, w, input_size, stride, padding, dilation, groups):
         return gx
     gcol = _scratch(N * C * R * S * P * Q, go.dtype).view(N, G, Cg * R * S, P * Q)
     torch.matmul(wt, gov, out=gcol)
-    K.col2im(gcol.view(N * C * R * S, P, Q).numpy(), R, S, *stride, *padding, *dilation, gx.numpy())
+    K.col2im(_flat(gcol), N, C, H, W, R, S, *stride, *padding, *dilation, P, Q, _flat(gx))
     return gx
 
 
@@ -347,7 +353,7 @@ def _conv_backward_weight(go, x, weight_size, stride, padding, dilation, groups)
 def _add_bias(out, bias):
     if bias is not None and out.numel():
         N, Kc = out.shape[0], out.shape[1]
-        K.add_bias(out.view(N, Kc, -1).numpy(), bias.numpy())
+        K.add_bias(_flat(out), N, Kc, out.numel() // max(N * Kc, 1), bias.numpy())
 
 
 def _cpu_in(t, cdt):
@@ -394,7 +400,7 @@ def _conv2d_backward_bias_cpu(grad_output):
     out = torch.zeros(Kc, dtype=torch.float64)
     if grad_output.numel():
         g = _cpu_in(grad_output, _compute_dtype(grad_output.dtype))
-        K.bias_grad(g.view(N, Kc, -1).numpy(), out.numpy())
+        K.bias_grad(_flat(g), N, Kc, g.numel() // (N * Kc), out.numpy())
     return out.to(grad_output.dtype)
 
 
