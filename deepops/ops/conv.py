@@ -15,9 +15,11 @@ Ops (schemas in the ``deepops`` namespace; the CUDA binding registers the same n
   the bottom/right before the op, exactly as PyTorch does it.  Unbatched 3-D inputs are unsqueezed here too.
 * Every argument is validated in Python (:func:`_check_conv`), in the public functions, in the CPU kernels and in the
   fake implementations, so the CPU and CUDA back ends raise the same messages ("deepops.conv2d: 'arg' ...").
-* Memory format: an op's result is channels_last when its first tensor argument (``input``, or ``grad_output`` for
-  the backward ops) suggests channels_last (``torch._prims_common.suggest_memory_format``), else contiguous NCHW.
-  Non-contiguous tensors are accepted.  ``conv2d_backward_bias`` returns a 1-D tensor.
+* Memory format (the same rule as the CUDA binding's): conv2d, conv_transpose2d and conv2d_backward_input return
+  channels_last when their activation argument (``input``; ``grad_output`` for backward-input) suggests
+  channels_last (``torch._prims_common.suggest_memory_format``, as ``suggest_memory_format()`` in C++), else
+  contiguous NCHW; conv2d_backward_weight returns a contiguous weight gradient and conv2d_backward_bias a 1-D one.
+  Non-contiguous tensors are accepted.
 * dtypes: float32 and float64; float16/bfloat16 too (on the CPU computed in float32 and cast back, as PyTorch's CPU
   path also accumulates them in float32).  Output dtype = input dtype; input, weight and bias share dtype and device.
 * Autograd: conv2d's gradient uses the three backward ops (each its own kernel, so it works on every device), and
@@ -25,9 +27,22 @@ Ops (schemas in the ``deepops`` namespace; the CUDA binding registers the same n
   again convolutions), so double backward works.  conv_transpose2d's forward is convolution's backward-data; its
   backward is a conv2d (input), a conv2d_backward_weight (weight) and a conv2d_backward_bias (bias).
 
-CPU back end (see ``deepops.cpu.conv`` for the Numba kernels): im2col into a reused per-thread buffer, then the GEMM
-through ``torch.matmul`` (MKL); col2im for the input gradient.  Threads: Numba runs its ``prange`` loops on its own
-pool and MKL on PyTorch's OpenMP pool, one after the other, never nested, so at most one pool is busy at a time.
+CPU back end (see ``deepops.cpu.conv`` for the Numba kernels):
+
+* forward: Numba im2col into a reused per-thread scratch buffer, laid out (N, G, Cg*R*S, P*Q), then one batched
+  GEMM ``W[g] @ col[n, g]`` through ``torch.matmul`` (MKL SGEMM/DGEMM), which writes the NCHW output directly; a
+  1x1, stride-1, unpadded convolution skips im2col (the input already is the column matrix); bias by a Numba pass;
+* backward-input: the GEMM ``W[g]^T @ grad_out[n, g]`` into the scratch buffer, then a Numba col2im (a gather over
+  input rows: no atomics, deterministic);
+* backward-weight: im2col in the (Cg*R*S, N*P*Q) layout, so that a single GEMM per group sums over the batch too;
+* backward-bias: a Numba reduction over (N, P, Q) per channel, accumulated in float64;
+* conv_transpose2d: the backward-input path with its input as ``grad_output``, plus the bias.
+
+Why the GEMM is MKL's and not a Numba loop: the arithmetic of a convolution is a GEMM, and MKL's AVX-512 kernels
+run it near the core's peak; a Numba loop cannot keep accumulators in vector registers across the reduction, so it
+stays load/store-bound at a fraction of that.  The data movement around it (im2col/col2im/bias) is Numba's.
+Threads: the Numba loops and MKL run one after the other on ONE OpenMP pool (PyTorch's; see ``deepops._threads``
+for why two pools are 2-100x slower on a busy 2-core box), never nested.
 """
 
 from __future__ import annotations
@@ -383,7 +398,7 @@ def _conv2d_backward_weight_cpu(grad_output, input, weight_size, stride, padding
     gw = _conv_backward_weight(
         _cpu_in(grad_output, cdt), _cpu_in(input, cdt), weight_size, stride, padding, dilation, groups
     )
-    return _finish(gw, grad_output.dtype, _channels_last(grad_output))
+    return _finish(gw, grad_output.dtype, False)
 
 
 def _check_bias_grad(grad_output):
@@ -428,7 +443,7 @@ def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding
 
 def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
     weight_size = _check_backward_weight(grad_output, input, weight_size, stride, padding, dilation, groups)
-    return _empty4(weight_size, grad_output, _channels_last(grad_output))
+    return _empty4(weight_size, grad_output, False)
 
 
 def _conv2d_backward_bias_fake(grad_output):
