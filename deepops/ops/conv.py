@@ -262,6 +262,7 @@ def _finish(out: torch.Tensor, dtype, channels_last: bool) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ CPU (Numba)
 
 _tls = threading.local()
+_SCRATCH_KEEP_BYTES = 64 << 20
 
 
 def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
@@ -269,8 +270,11 @@ def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
     Reuse matters: a freshly allocated im2col buffer of a few MB costs a page fault per 4 KiB on first touch, which
     on small convolutions is more time than the arithmetic.  One buffer per dtype and thread (thread-local, so two
-    threads running convolutions never share one); it only grows.
+    threads running convolutions never share one); it only grows, up to ``_SCRATCH_KEEP_BYTES``: larger requests
+    (big batches, where a page fault per 4 KiB is small next to the GEMM) get a buffer of their own, not kept.
     """
+    if numel * torch.finfo(dtype).bits // 8 > _SCRATCH_KEEP_BYTES:
+        return torch.empty(numel, dtype=dtype)
     bufs = getattr(_tls, "bufs", None)
     if bufs is None:
         bufs = _tls.bufs = {}
