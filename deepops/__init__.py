@@ -9,7 +9,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import _library
+from . import _library, _threads
+
+# before any Numba parallel kernel runs: Numba's OpenMP loops on PyTorch's OpenMP pool (see deepops/_threads.py)
+_threads.share_openmp_pool()
+
 from .ops.activation import leaky_relu, relu
 from .ops.conv import conv2d, conv_transpose2d
 from .ops.nms import batched_nms, box_iou, nms

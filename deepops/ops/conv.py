@@ -15,9 +15,11 @@ Ops (schemas in the ``deepops`` namespace; the CUDA binding registers the same n
   the bottom/right before the op, exactly as PyTorch does it.  Unbatched 3-D inputs are unsqueezed here too.
 * Every argument is validated in Python (:func:`_check_conv`), in the public functions, in the CPU kernels and in the
   fake implementations, so the CPU and CUDA back ends raise the same messages ("deepops.conv2d: 'arg' ...").
-* Memory format: an op's result is channels_last when its first tensor argument (``input``, or ``grad_output`` for
-  the backward ops) suggests channels_last (``torch._prims_common.suggest_memory_format``), else contiguous NCHW.
-  Non-contiguous tensors are accepted.  ``conv2d_backward_bias`` returns a 1-D tensor.
+* Memory format (the same rule as the CUDA binding's): conv2d, conv_transpose2d and conv2d_backward_input return
+  channels_last when their activation argument (``input``; ``grad_output`` for backward-input) suggests
+  channels_last (``torch._prims_common.suggest_memory_format``, as ``suggest_memory_format()`` in C++), else
+  contiguous NCHW; conv2d_backward_weight returns a contiguous weight gradient and conv2d_backward_bias a 1-D one.
+  Non-contiguous tensors are accepted.
 * dtypes: float32 and float64; float16/bfloat16 too (on the CPU computed in float32 and cast back, as PyTorch's CPU
   path also accumulates them in float32).  Output dtype = input dtype; input, weight and bias share dtype and device.
 * Autograd: conv2d's gradient uses the three backward ops (each its own kernel, so it works on every device), and
@@ -25,9 +27,22 @@ Ops (schemas in the ``deepops`` namespace; the CUDA binding registers the same n
   again convolutions), so double backward works.  conv_transpose2d's forward is convolution's backward-data; its
   backward is a conv2d (input), a conv2d_backward_weight (weight) and a conv2d_backward_bias (bias).
 
-CPU back end (see ``deepops.cpu.conv`` for the Numba kernels): im2col into a reused per-thread buffer, then the GEMM
-through ``torch.matmul`` (MKL); col2im for the input gradient.  Threads: Numba runs its ``prange`` loops on its own
-pool and MKL on PyTorch's OpenMP pool, one after the other, never nested, so at most one pool is busy at a time.
+CPU back end (see ``deepops.cpu.conv`` for the Numba kernels):
+
+* forward: Numba im2col into a reused per-thread scratch buffer, laid out (N, G, Cg*R*S, P*Q), then one batched
+  GEMM ``W[g] @ col[n, g]`` through ``torch.matmul`` (MKL SGEMM/DGEMM), which writes the NCHW output directly; a
+  1x1, stride-1, unpadded convolution skips im2col (the input already is the column matrix); bias by a Numba pass;
+* backward-input: the GEMM ``W[g]^T @ grad_out[n, g]`` into the scratch buffer, then a Numba col2im (a gather over
+  input rows: no atomics, deterministic);
+* backward-weight: im2col in the (Cg*R*S, N*P*Q) layout, so that a single GEMM per group sums over the batch too;
+* backward-bias: a Numba reduction over (N, P, Q) per channel, accumulated in float64;
+* conv_transpose2d: the backward-input path with its input as ``grad_output``, plus the bias.
+
+Why the GEMM is MKL's and not a Numba loop: the arithmetic of a convolution is a GEMM, and MKL's AVX-512 kernels
+run it near the core's peak; a Numba loop cannot keep accumulators in vector registers across the reduction, so it
+stays load/store-bound at a fraction of that.  The data movement around it (im2col/col2im/bias) is Numba's.
+Threads: the Numba loops and MKL run one after the other on ONE OpenMP pool (PyTorch's; see ``deepops._threads``
+for why two pools are 2-100x slower on a busy 2-core box), never nested.
 """
 
 from __future__ import annotations
@@ -247,6 +262,7 @@ def _finish(out: torch.Tensor, dtype, channels_last: bool) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ CPU (Numba)
 
 _tls = threading.local()
+_SCRATCH_KEEP_BYTES = 64 << 20
 
 
 def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
@@ -254,8 +270,11 @@ def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
     Reuse matters: a freshly allocated im2col buffer of a few MB costs a page fault per 4 KiB on first touch, which
     on small convolutions is more time than the arithmetic.  One buffer per dtype and thread (thread-local, so two
-    threads running convolutions never share one); it only grows.
+    threads running convolutions never share one); it only grows, up to ``_SCRATCH_KEEP_BYTES``: larger requests
+    (big batches, where a page fault per 4 KiB is small next to the GEMM) get a buffer of their own, not kept.
     """
+    if numel * torch.finfo(dtype).bits // 8 > _SCRATCH_KEEP_BYTES:
+        return torch.empty(numel, dtype=dtype)
     bufs = getattr(_tls, "bufs", None)
     if bufs is None:
         bufs = _tls.bufs = {}
@@ -273,19 +292,19 @@ def _is_pointwise(R, S, stride, padding, dilation):
     return R == 1 and S == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
 
 
+def _flat(t: torch.Tensor):
+    """A contiguous tensor as a flat NumPy array (shared memory)."""
+    return t.view(-1).numpy()
+
+
 def _im2col(x, R, S, P, Q, stride, padding, dilation, batch_inside=False):
     """The im2col matrix of x (N, C, H, W) contiguous: a (N, C*R*S, P*Q) view of a scratch buffer, or with
     ``batch_inside`` a (C*R*S, N*P*Q) one (the layout of the weight gradient's GEMM)."""
     N, C = x.shape[0], x.shape[1]
-    buf = _scratch(N * C * R * S * P * Q, x.dtype)
-    xa = x.numpy()
-    if batch_inside:
-        col = buf.view(C, R, S, N, P, Q)
-        K.im2col(xa, R, S, *stride, *padding, *dilation, col.numpy().transpose(3, 0, 1, 2, 4, 5))
-        return col.view(C * R * S, N * P * Q)
-    col = buf.view(N, C, R, S, P, Q)
-    K.im2col(xa, R, S, *stride, *padding, *dilation, col.numpy())
-    return col.view(N, C * R * S, P * Q)
+    col = _scratch(N * C * R * S * P * Q, x.dtype)
+    H, W = x.shape[2], x.shape[3]
+    K.im2col(_flat(x), N, C, H, W, R, S, *stride, *padding, *dilation, P, Q, batch_inside, col.numpy())
+    return col.view(C * R * S, N * P * Q) if batch_inside else col.view(N, C * R * S, P * Q)
 
 
 def _conv_forward(x, w, stride, padding, dilation, groups):
@@ -325,7 +344,7 @@ def _conv_backward_input(go, w, input_size, stride, padding, dilation, groups):
         return gx
     gcol = _scratch(N * C * R * S * P * Q, go.dtype).view(N, G, Cg * R * S, P * Q)
     torch.matmul(wt, gov, out=gcol)
-    K.col2im(gcol.view(N, C, R, S, P, Q).numpy(), *stride, *padding, *dilation, gx.numpy())
+    K.col2im(_flat(gcol), N, C, H, W, R, S, *stride, *padding, *dilation, P, Q, _flat(gx))
     return gx
 
 
@@ -353,7 +372,7 @@ def _conv_backward_weight(go, x, weight_size, stride, padding, dilation, groups)
 def _add_bias(out, bias):
     if bias is not None and out.numel():
         N, Kc = out.shape[0], out.shape[1]
-        K.add_bias(out.view(N, Kc, -1).numpy(), bias.numpy())
+        K.add_bias(_flat(out), N, Kc, out.numel() // max(N * Kc, 1), bias.numpy())
 
 
 def _cpu_in(t, cdt):
@@ -383,7 +402,7 @@ def _conv2d_backward_weight_cpu(grad_output, input, weight_size, stride, padding
     gw = _conv_backward_weight(
         _cpu_in(grad_output, cdt), _cpu_in(input, cdt), weight_size, stride, padding, dilation, groups
     )
-    return _finish(gw, grad_output.dtype, _channels_last(grad_output))
+    return _finish(gw, grad_output.dtype, False)
 
 
 def _check_bias_grad(grad_output):
@@ -400,7 +419,7 @@ def _conv2d_backward_bias_cpu(grad_output):
     out = torch.zeros(Kc, dtype=torch.float64)
     if grad_output.numel():
         g = _cpu_in(grad_output, _compute_dtype(grad_output.dtype))
-        K.bias_grad(g.view(N, Kc, -1).numpy(), out.numpy())
+        K.bias_grad(_flat(g), N, Kc, g.numel() // (N * Kc), out.numpy())
     return out.to(grad_output.dtype)
 
 
@@ -428,7 +447,7 @@ def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding
 
 def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
     weight_size = _check_backward_weight(grad_output, input, weight_size, stride, padding, dilation, groups)
-    return _empty4(weight_size, grad_output, _channels_last(grad_output))
+    return _empty4(weight_size, grad_output, False)
 
 
 def _conv2d_backward_bias_fake(grad_output):
