@@ -362,3 +362,22 @@ def test_direct_op_errors():
         deepops.conv_transpose2d(torch.randn(1, 3, 2, 2), torch.randn(3, 4, 1, 1), padding=2)
     with pytest.raises(TypeError, match="stride"):
         deepops.conv2d(x, w, stride=1.5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_conv_transpose2d_1x1_with_output_padding(device, layout):
+    # a 1x1 kernel with stride 1 is a plain GEMM only when the planes agree: output_padding (allowed here because
+    # the dilation is larger than it) widens the output, which the pointwise shortcut once filled with garbage
+    x = torch.randn(2, 2, 12, 3, dtype=torch.float64, device=device)
+    w = torch.randn(2, 3, 1, 1, dtype=torch.float64, device=device)
+    b = torch.randn(3, dtype=torch.float64, device=device)
+    for out_pad, dil in (((0, 1), (1, 2)), ((1, 1), (2, 2)), ((2, 0), (3, 1))):
+        ours = [_layout(x, layout).requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()]
+        ref = [t.clone().requires_grad_() for t in (x, w, b)]
+        y = deepops.conv_transpose2d(*ours, 1, 0, out_pad, 1, dil)
+        yr = F.conv_transpose2d(*ref, 1, 0, out_pad, 1, dil)
+        _close(y, yr, torch.float64, f"1x1 transposed, output_padding={out_pad}")
+        g = torch.randn_like(yr)
+        for a, r in zip(torch.autograd.grad(y, ours, g), torch.autograd.grad(yr, ref, g)):
+            _close(a, r, torch.float64, f"1x1 transposed grads, output_padding={out_pad}")

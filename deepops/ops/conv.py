@@ -288,8 +288,13 @@ def _compute_dtype(dtype):
     return torch.float32 if dtype in _HALF else dtype
 
 
-def _is_pointwise(R, S, stride, padding, dilation):
-    return R == 1 and S == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+def _is_pointwise(R, S, stride, padding, in_hw, out_hw):
+    """A 1x1, stride-1, unpadded convolution whose output plane is its input plane: a plain GEMM, no im2col.
+
+    The planes must be compared too: in a transposed convolution, output_padding makes the input plane of
+    backward-input larger than its output plane even for a 1x1 kernel."""
+    pointwise = R == 1 and S == 1 and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+    return pointwise and tuple(in_hw) == tuple(out_hw)
 
 
 def _flat(t: torch.Tensor):
@@ -318,7 +323,7 @@ def _conv_forward(x, w, stride, padding, dilation, groups):
         return out
     if C == 0:
         return out.zero_()
-    if _is_pointwise(R, S, stride, padding, dilation):
+    if _is_pointwise(R, S, stride, padding, (H, W), (P, Q)):
         col = x.view(N, G, Cg, H * W)
     else:
         col = _im2col(x, R, S, P, Q, stride, padding, dilation).view(N, G, Cg * R * S, P * Q)
@@ -339,7 +344,7 @@ def _conv_backward_input(go, w, input_size, stride, padding, dilation, groups):
         return gx.zero_()
     wt = w.view(G, Kc // G, Cg * R * S).transpose(1, 2)
     gov = go.view(N, G, Kc // G, P * Q)
-    if _is_pointwise(R, S, stride, padding, dilation):
+    if _is_pointwise(R, S, stride, padding, (H, W), (P, Q)):
         torch.matmul(wt, gov, out=gx.view(N, G, Cg, H * W))
         return gx
     gcol = _scratch(N * C * R * S * P * Q, go.dtype).view(N, G, Cg * R * S, P * Q)
@@ -361,7 +366,7 @@ def _conv_backward_weight(go, x, weight_size, stride, padding, dilation, groups)
         return gw.zero_()
     # (G, Kg, N*PQ): the batch goes inside the reduction dimension, so that one GEMM per group does the whole sum
     go_t = go.view(N, G, Kc // G, P * Q).permute(1, 2, 0, 3).reshape(G, Kc // G, N * P * Q)
-    if _is_pointwise(R, S, stride, padding, dilation):
+    if _is_pointwise(R, S, stride, padding, (H, W), (P, Q)):
         col = x.view(N, C, H * W).transpose(0, 1).reshape(G, Cg, N * H * W)
     else:
         col = _im2col(x, R, S, P, Q, stride, padding, dilation, batch_inside=True).view(G, Cg * R * S, N * P * Q)
