@@ -6,7 +6,7 @@ import platform
 
 import torch
 
-from . import _ext, _library
+from . import _ext, _library, _threads
 
 
 def info() -> dict:
@@ -29,6 +29,7 @@ def info() -> dict:
         "torch_cuda": torch.version.cuda,
         "numba": numba.__version__,
         "numba_threading_layer": _numba_threading_layer(),
+        "numba_shares_torch_openmp": _threads.SHARED_OPENMP,
         "numpy": numpy.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),

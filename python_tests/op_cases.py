@@ -88,3 +88,27 @@ def _box_iou(device):
     a, _ = _boxes(40, device, seed=1)
     b, _ = _boxes(30, device, seed=2)
     return _fwd_bwd(deepops.box_iou, [a, b])
+
+
+@case("conv2d")
+def _conv2d(device):
+    # grouped, strided, dilated, with bias: every kernel (im2col, GEMM, col2im, bias) and all three gradients
+    x = _randn(4, 6, 17, 15, device=device, seed=1)
+    w = _randn(8, 3, 3, 3, device=device, seed=2)
+    b = _randn(8, device=device, seed=3)
+    return _fwd_bwd(lambda x, w, b: deepops.conv2d(x, w, b, (2, 1), 1, (1, 2), 2), [x, w, b])
+
+
+@case("conv2d_channels_last")
+def _conv2d_cl(device):
+    x = _randn(2, 16, 12, 12, device=device, seed=4).contiguous(memory_format=torch.channels_last)
+    w = _randn(16, 16, 3, 3, device=device, seed=5)
+    return _fwd_bwd(lambda x, w: deepops.conv2d(x, w, None, 1, "same"), [x, w])
+
+
+@case("conv_transpose2d")
+def _conv_transpose2d(device):
+    x = _randn(3, 8, 7, 7, device=device, seed=6)
+    w = _randn(8, 4, 4, 4, device=device, seed=7)
+    b = _randn(4, device=device, seed=8)
+    return _fwd_bwd(lambda x, w, b: deepops.conv_transpose2d(x, w, b, 2, 1), [x, w, b])
