@@ -28,6 +28,8 @@ def register(parsers) -> None:
     t.add_argument("--impl", choices=["deepops", "torch"], default="deepops",
                    help="'torch' trains the identical network built from torch.nn layers (the reference)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    t.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop after N epochs of this run (e.g. a time slot); --resume continues the schedule")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_train)
 
@@ -60,6 +62,7 @@ def _train(args) -> int:
         image_size=args.image_size,
         progress=False if args.no_progress else None,
         threads=args.threads,
+        stop_after=args.stop_after,
     )
     train(cfg)
     return 0

@@ -58,6 +58,7 @@ class TrainConfig:
     image_size: int | None = None  # None: the data set's own (8 for digits, 32 for folders)
     progress: bool | None = None  # None: a bar when stderr is a terminal
     threads: int | None = None  # torch intra-op threads (None: leave as is)
+    stop_after: int | None = None  # stop this run after so many epochs (a time slot); --resume continues it
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -154,7 +155,8 @@ def _train(cfg: TrainConfig, dist: Dist, split: D.Split | None) -> dict:
         print(f"{split.describe()}; model {cfg.model} ({cfg.impl}), "
               f"{sum(p.numel() for p in model.parameters())} parameters, {dist.world_size} process(es) on {device}")
     t_train = sum(h.get("seconds", 0.0) for h in history)
-    for epoch in range(start, cfg.epochs):
+    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
+    for epoch in range(start, end):
         t0 = time.perf_counter()
         lr = lr_at(cfg, epoch)
         for g in opt.param_groups:
