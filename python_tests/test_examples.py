@@ -33,7 +33,7 @@ def test_head_reset_freezes_features_only():
 
 
 def test_svm_on_features_small(tmp_path):
-    r = svm_features.run(seed=0, epochs=2, train_images=150)
+    r = svm_features.run(seed=0, epochs=8, train_images=150)
     for k in ("network_head_test_acc", "svm_on_penultimate_features_test_acc", "svm_on_pixels_test_acc"):
         assert 0.3 < r[k] <= 1.0, (k, r[k])
     assert r["svm_on_penultimate_features_params"]["dim"] == 84

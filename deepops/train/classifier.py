@@ -44,8 +44,8 @@ class TrainConfig:
     model: str = "lenet"
     data: str = "digits"
     epochs: int = 30
-    batch_size: int = 32
-    lr: float = 2e-3
+    batch_size: int = 64
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     device: str | None = None
     seed: int = 0
