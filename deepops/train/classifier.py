@@ -157,7 +157,7 @@ def _train(cfg: TrainConfig, dist: Dist, split: D.Split | None) -> dict:
     t_train = sum(h.get("seconds", 0.0) for h in history)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     for epoch in range(start, end):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lr = lr_at(cfg, epoch)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -186,6 +186,7 @@ def _train(cfg: TrainConfig, dist: Dist, split: D.Split | None) -> dict:
         bar.close()
         sums = all_reduce_sum(torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device), dist).cpu()
         seconds = time.perf_counter() - t0
+        cpu_seconds = time.process_time() - c0  # CPU time of this process: what a busy machine does not inflate
         t_train += seconds
         val = evaluate(model, split.x_val, split.y_val, ncls, dist, device) if len(split.y_val) else {"loss": float("nan"), "acc": float("nan")}
         h = {
@@ -196,6 +197,7 @@ def _train(cfg: TrainConfig, dist: Dist, split: D.Split | None) -> dict:
             "val_loss": val["loss"],
             "val_acc": val["acc"],
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
         }
         history.append(h)
         if dist.is_main:
@@ -212,10 +214,12 @@ def _train(cfg: TrainConfig, dist: Dist, split: D.Split | None) -> dict:
         "test_n": test["n"],
         "confusion": test["confusion"],
         "train_seconds": t_train,
+        "train_cpu_seconds": sum(h.get("cpu_seconds", 0.0) for h in history),
         "seconds_per_epoch": t_train / max(len(history), 1),
     }
     if dist.is_main:
-        print(f"test accuracy {test['acc']:.4f} ({test['n']} images), training time {t_train:.1f}s")
+        print(f"test accuracy {test['acc']:.4f} ({test['n']} images), training time {t_train:.1f}s "
+              f"(CPU time of this process {result['train_cpu_seconds']:.1f}s)")
         if out is not None:
             if not (out / "last.pt").exists():  # nothing trained in this call (resumed a finished run)
                 save_checkpoint(out / "last.pt", model, opt, len(history), config, history)
@@ -292,4 +296,4 @@ def predict(model: torch.nn.Module, config: dict, images: list[np.ndarray], devi
 
 
 def summary(result: dict) -> dict[str, Any]:
-    return {k: result[k] for k in ("test_acc", "test_n", "train_seconds", "seconds_per_epoch")}
+    return {k: result[k] for k in ("test_acc", "test_n", "train_seconds", "train_cpu_seconds", "seconds_per_epoch")}
