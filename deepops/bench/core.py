@@ -39,6 +39,7 @@ class Workload:
     dtypes: tuple[torch.dtype, ...] = (torch.float32,)
     quick: bool = True  # part of --quick
     skip: Callable[[str, str, torch.device, torch.dtype], str | None] | None = None  # reason to skip an impl
+    items: Callable[[Any], float] | None = None  # items (e.g. images) one call processes: reported per second
 
 
 @dataclasses.dataclass
@@ -54,6 +55,7 @@ class Result:
     warmup_s: float
     gbps: float | None = None
     tflops: float | None = None
+    items_per_s: float | None = None
 
 
 REGISTRY: list[Workload] = []

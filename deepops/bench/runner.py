@@ -123,6 +123,8 @@ def _run_one(w: core.Workload, device: torch.device, dtype: torch.dtype, budget_
             r.gbps = w.bytes(input_sets[0]) / med / 1e9
         if w.flops:
             r.tflops = w.flops(input_sets[0]) / med / 1e12
+        if w.items:
+            r.items_per_s = w.items(input_sets[0]) / med
         out.append(r)
     return out
 
@@ -158,6 +160,8 @@ def table(report: dict) -> str:
         elif d.get("tflops") is not None and dev in ceil:
             key = "matmul_fp16_TFLOPs" if dt in ("float16", "bfloat16") and dev == "cuda" else "matmul_fp32_TFLOPs"
             limit = f"{100 * d['tflops'] / ceil[dev][key]:5.0f}% MM"
+        elif d.get("items_per_s") is not None:
+            limit = f"{d['items_per_s']:.0f} img/s"
         first = True
         for n, p in peers or [("-", None)]:
             ratio = f"{p['median_s'] / d['median_s']:9.2f}x" if p else ""
