@@ -1,0 +1,1 @@
+"""Models built from deepops layers (``deepops.models.detector``: the cell detector)."""
