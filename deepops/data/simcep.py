@@ -221,6 +221,13 @@ def _low_freq(rng: np.random.Generator, shape: tuple[int, int], grid: int = 6) -
 # ------------------------------------------------------------------------------------------------------- image
 
 
+def resized(p: SimcepParams, size: tuple[int, int]) -> SimcepParams:
+    """The same family at another image size: the number of nuclei scales with the area (same density)."""
+    f = (size[0] * size[1]) / (p.size[0] * p.size[1])
+    lo, hi = max(1, round(p.n_cells[0] * f)), max(1, round(p.n_cells[1] * f))
+    return dataclasses.replace(p, size=tuple(size), n_cells=(lo, hi))
+
+
 def generate(p: SimcepParams | str = "easy", seed: int | np.random.Generator | None = None) -> Sample:
     """One synthetic image with its ground truth."""
     if isinstance(p, str):
