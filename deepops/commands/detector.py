@@ -35,6 +35,7 @@ def register(parsers) -> None:
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--width", type=int, default=16, help="network width (channels of the middle stage)")
+    t.add_argument("--size", type=int, default=128, help="training image size; nuclei count scaled to keep density (default 128)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the GPU if there is one)")
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (e.g. OUT/last.pt)")
@@ -115,7 +116,9 @@ def train_main(args: argparse.Namespace) -> int:
     start_epoch, history = C.resume(args.resume, model, opt)
     history = history or []
     ddp = C.wrap_ddp(model, dist)
-    data = SyntheticBatches(args.presets, args.batch_size, args.seed, rank=dist.rank, start=start_epoch * args.steps)
+    data = SyntheticBatches(
+        args.presets, args.batch_size, args.seed, rank=dist.rank, start=start_epoch * args.steps, size=args.size
+    )
     loader = iter(
         torch.utils.data.DataLoader(data, batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0)
     )
@@ -136,7 +139,7 @@ def train_main(args: argparse.Namespace) -> int:
             losses["loss"].backward()
             opt.step()
             for k in sums:
-                sums[k] += float(losses[k])
+                sums[k] += float(losses[k].detach())
             bar.update(1, f"loss {sums['loss'] / (i + 1):.3f}")
         bar.close(summary=dist.is_main)
         epoch_s = time.perf_counter() - t0
