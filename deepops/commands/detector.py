@@ -41,7 +41,13 @@ def register(parsers) -> None:
     t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (e.g. OUT/last.pt)")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes generating images")
     t.add_argument("--val-images", type=int, default=32, help="held-out images per preset scored after each epoch")
-    t.add_argument("--time-limit", type=float, default=None, help="stop after the epoch that passes this many seconds")
+    t.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="training-time budget in seconds: the learning-rate schedule follows the larger of step and time progress "
+        "and training stops (with a checkpoint) when either reaches the end",
+    )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=train_main)
@@ -107,11 +113,20 @@ def train_main(args: argparse.Namespace) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     total = args.epochs * args.steps
 
-    def lr_at(step: int) -> float:  # short warm-up, then cosine decay to 5%
-        warm = min(50, total // 10)
+    warm = min(50, total // 10)
+
+    def progress(step: int, seconds: float) -> float:  # fraction of the run done, by steps or by the time budget
+        p = step / total
+        if args.time_limit:
+            p = max(p, seconds / args.time_limit)
+        return p
+
+    def lr_at(step: int, p: float) -> float:  # short warm-up, then cosine decay to 5% at p = 1
         if step < warm:
             return args.lr * (step + 1) / warm
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1))))
+        p0 = warm / total
+        q = min(max((p - p0) / max(1 - p0, 1e-9), 0.0), 1.0)
+        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * q)))
 
     start_epoch, history = C.resume(args.resume, model, opt)
     history = history or []
@@ -129,10 +144,14 @@ def train_main(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         bar = Progress(args.steps, f"epoch {epoch + 1}/{args.epochs} ", enabled=show)
         sums = {"loss": 0.0, "heat": 0.0, "reg": 0.0}
+        done = 0
         for i in range(args.steps):
             step = epoch * args.steps + i
+            p = progress(step, elapsed + time.perf_counter() - t0)
+            if p >= 1.0:
+                break
             for g in opt.param_groups:
-                g["lr"] = lr_at(step)
+                g["lr"] = lr_at(step, p)
             x, heat, reg, mask = (t.to(dist.device, non_blocking=True) for t in next(loader))
             losses = detector_loss(ddp(x), heat, reg, mask)
             opt.zero_grad(set_to_none=True)
@@ -140,12 +159,13 @@ def train_main(args: argparse.Namespace) -> int:
             opt.step()
             for k in sums:
                 sums[k] += float(losses[k].detach())
-            bar.update(1, f"loss {sums['loss'] / (i + 1):.3f}")
+            done += 1
+            bar.update(1, f"loss {sums['loss'] / done:.3f}")
         bar.close(summary=dist.is_main)
         epoch_s = time.perf_counter() - t0
         elapsed += epoch_s
-        rec = {"epoch": epoch + 1, "epoch_s": epoch_s, "elapsed_s": elapsed}
-        rec.update({k: C.all_reduce_mean(v / args.steps, dist) for k, v in sums.items()})
+        rec = {"epoch": epoch + 1, "steps": done, "epoch_s": epoch_s, "elapsed_s": elapsed, "lr": opt.param_groups[0]["lr"]}
+        rec.update({k: C.all_reduce_mean(v / max(done, 1), dist) for k, v in sums.items()})
         if dist.is_main and args.val_images > 0:
             for preset in args.presets:
                 res, _, _ = evaluate_preset(model, preset, args.val_images, seed=1, device=dist.device, modes=["peaks+nms"])
@@ -156,9 +176,9 @@ def train_main(args: argparse.Namespace) -> int:
             print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()), flush=True)
             C.save_checkpoint(out / "last.pt", model, opt, epoch + 1, config, history)
             C.write_json(out / "history.json", history)
-        if args.time_limit and elapsed >= args.time_limit and epoch + 1 < args.epochs:
+        if done < args.steps:
             if dist.is_main:
-                print(f"time limit {args.time_limit:.0f}s reached after epoch {epoch + 1}", flush=True)
+                print(f"time limit {args.time_limit:.0f}s reached in epoch {epoch + 1}", flush=True)
             break
     C.cleanup_distributed(dist)
     return 0

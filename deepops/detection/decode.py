@@ -52,8 +52,13 @@ def decode(
     iou: float = DEFAULT_IOU,
     mode: str = "peaks+nms",
     max_detections: int = MAX_DETECTIONS,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per image: (boxes (N, 4), scores (N,)) sorted by decreasing score."""
+    return_cells: bool = False,
+) -> list[tuple[torch.Tensor, ...]]:
+    """Per image: (boxes (N, 4), scores (N,)) sorted by decreasing score.
+
+    ``return_cells=True`` adds a third tensor, (N, 2): the (x, y) pixel centre of the grid cell that made each box
+    (tiling assigns detections to tiles by it: the cell, unlike the predicted box, is where the network looked).
+    """
     if mode not in MODES:
         raise ValueError(f"decode: 'mode' must be one of {MODES}, got {mode!r}")
     out = out.detach().float()
@@ -61,13 +66,18 @@ def decode(
     keep = scores >= threshold
     if mode.startswith("peaks"):
         keep &= peak_mask(out)
+    gh, gw = out.shape[-2:]
+    cells = torch.stack(
+        torch.meshgrid(torch.arange(gw, dtype=out.dtype), torch.arange(gh, dtype=out.dtype), indexing="xy"), -1
+    ).reshape(-1, 2)
+    cells = (cells + 0.5) * STRIDE
     res = []
     for b in range(out.shape[0]):
-        bx, sc = boxes[b][keep[b]], scores[b][keep[b]]
+        bx, sc, ce = boxes[b][keep[b]], scores[b][keep[b]], cells[keep[b].cpu()]
         order = torch.argsort(sc, descending=True, stable=True)[:max_detections]
-        bx, sc = bx[order], sc[order]
+        bx, sc, ce = bx[order], sc[order], ce[order.cpu()]
         if mode.endswith("nms") and len(sc):
             k = deepops.nms(bx, sc, iou)
-            bx, sc = bx[k], sc[k]
-        res.append((bx, sc))
+            bx, sc, ce = bx[k], sc[k], ce[k.cpu()]
+        res.append((bx, sc, ce) if return_cells else (bx, sc))
     return res

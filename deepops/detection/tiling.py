@@ -2,7 +2,7 @@
 
 Strategy: tiles of ``tile`` pixels (a multiple of the stride, 4) start at multiples of the stride, overlapping by
 ``overlap`` pixels.  Each tile is decoded *without* NMS (threshold + heatmap peaks), and keeps only the detections
-whose centre lies in the part of the tile it owns: the boundary between two neighbouring tiles is the middle of
+made by grid cells in the part of the tile it owns: the boundary between two neighbouring tiles is the middle of
 their overlap.  The kept detections of all tiles are then merged by one ``deepops.nms`` over the whole image.
 
 Why this equals a whole-image run: the network is fully convolutional with a receptive field of 46 pixels, so an
@@ -85,9 +85,10 @@ def detect(
         y1 = y0 + tile if a + 1 < len(ys) else H
         for b, x0 in enumerate(xs):
             x1 = x0 + tile if b + 1 < len(xs) else W
-            bx, sc = decode(_forward(model, image[y0:y1, x0:x1], device), threshold, iou, tile_mode)[0]
+            out = _forward(model, image[y0:y1, x0:x1], device)
+            bx, sc, ce = decode(out, threshold, iou, tile_mode, return_cells=True)[0]
             bx = bx + torch.tensor([x0, y0, x0, y0], dtype=bx.dtype)
-            cx, cy = (bx[:, 0] + bx[:, 2]) / 2, (bx[:, 1] + bx[:, 3]) / 2
+            cx, cy = ce[:, 0] + x0, ce[:, 1] + y0  # the cell that made the box decides which tile keeps it
             own = (cy >= oy[a][0]) & (cy < oy[a][1]) & (cx >= ox[b][0]) & (cx < ox[b][1])
             all_b.append(bx[own])
             all_s.append(sc[own])
