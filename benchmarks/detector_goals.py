@@ -1,9 +1,9 @@
 """Reproduce the cell detector's goal runs (issue 9) and record them under benchmarks/results/.
 
-    PYTHONPATH=. python benchmarks/detector_goals.py [--out runs/detector_goal] [train options...]
+    PYTHONPATH=. python benchmarks/detector_goals.py [--name detector_goals] [--out runs/detector_goal] [train options...]
 
 Runs ``deepops train detector`` (the options below, plus any given), then ``deepops predict detector`` on 200
-held-out images of each preset, and writes ``benchmarks/results/detector_goals.json`` (commands, seeds, training time
+held-out images of each preset, and writes ``benchmarks/results/<name>.json`` (commands, seeds, training time
 and time per epoch, machine load before/after, metrics per preset and decoding mode, goals met) and small overlay PNGs.
 Timings depend on the machine's load: the load averages are recorded with them.
 """
@@ -38,6 +38,11 @@ def run(cmd: list[str]) -> float:
 
 def main() -> int:
     extra = sys.argv[1:]
+    name = "detector_goals"
+    if "--name" in extra:
+        i = extra.index("--name")
+        name = extra[i + 1]
+        del extra[i : i + 2]
     out = "runs/detector_goal"
     if "--out" in extra:
         out = extra[extra.index("--out") + 1]
@@ -76,8 +81,9 @@ def main() -> int:
     rec["load_after"] = load()
     RESULTS.mkdir(parents=True, exist_ok=True)
     for png in ev.glob("overlay_*.png"):
-        shutil.copy(png, RESULTS / f"detector_{png.name}")
-    (RESULTS / "detector_goals.json").write_text(json.dumps(rec, indent=1))
+        if not png.name.endswith("_raw.png") or "crowded" in png.name:  # keep the committed PNGs few
+            shutil.copy(png, RESULTS / f"{name}_{png.name}")
+    (RESULTS / f"{name}.json").write_text(json.dumps(rec, indent=1))
     print(json.dumps(rec["goals"], indent=1))
     return 0
 
