@@ -76,7 +76,7 @@ def overlay(image: np.ndarray, pred_boxes: np.ndarray, gt_boxes: np.ndarray | No
     return rgb
 
 
-def overlay_strip(samples, dets, path: str | Path, k: int = 4) -> None:
+def overlay_strip(samples, dets, path: str | Path, k: int = 3) -> None:
     """The first ``k`` images side by side with their overlays, saved as one PNG."""
     from PIL import Image
 
@@ -88,4 +88,4 @@ def overlay_strip(samples, dets, path: str | Path, k: int = 4) -> None:
         strip.paste(t, (x, 0))
         x += t.width + 4
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    strip.save(path, optimize=True)
+    strip.quantize(colors=32).save(path, optimize=True)  # a palette keeps the committed PNGs small
