@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import deepops
 from deepops.data import simcep
 from deepops.detection import metrics
 from deepops.detection.data import SyntheticBatches, detector_loss, encode_targets, make_batch, normalize
