@@ -11,6 +11,9 @@ shifts through one affine resampling), driven by an explicit ``torch.Generator``
 * :func:`load_folder` -- ``root/<class name>/<image>`` with PNG, TIFF (tifffile), JPEG or BMP files (Pillow); 8- or
   16-bit, grey or colour; resized to ``size x size``.
 * :func:`load` -- either of them from a command-line value (``digits`` or a path).
+
+The cell detector's synthetic data lives in :mod:`deepops.data.simcep` (SIMCEP-like fluorescence nuclei with
+exact ground truth).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ learners such as an SVM) need.
 
 ``impl="torch"`` builds the *identical* network from ``torch.nn`` layers (same modules, parameter names and
 initialisation order): it is the reference the tests and benchmarks compare against, never a fallback.
+
+The cell detector is :mod:`deepops.models.detector`.
 """
 
 from __future__ import annotations
