@@ -1,0 +1,1 @@
+"""Networks built from deepops' layers.  ``deepops.models.gan``: a DCGAN (generator and discriminator)."""
