@@ -51,33 +51,32 @@ def _add(cases):
     CASES.extend(cases)
 
 
-if hasattr(deepops, "conv2d"):
-    conv2d, conv_t = deepops.conv2d, deepops.conv_transpose2d
-    _add([
-        ("conv input 2-D", lambda: conv2d(torch.ones(3, 3), W), ValueError, "input"),
-        ("conv input 5-D", lambda: conv2d(torch.ones(1, 1, 3, 8, 8), W), ValueError, "input"),
-        ("conv weight 3-D", lambda: conv2d(X4, torch.ones(4, 3, 3)), ValueError, "weight"),
-        ("conv channel mismatch", lambda: conv2d(X4, torch.randn(4, 2, 3, 3)), ValueError, "channel"),
-        ("conv groups not dividing", lambda: conv2d(X4, torch.randn(4, 1, 3, 3), groups=2), ValueError, "groups"),
-        ("conv groups zero", lambda: conv2d(X4, W, groups=0), ValueError, "groups"),
-        ("conv out channels not divisible", lambda: conv2d(torch.randn(1, 4, 8, 8), torch.randn(3, 2, 3, 3), groups=2), ValueError, "groups|channel"),
-        ("conv kernel larger than input", lambda: conv2d(torch.randn(1, 3, 2, 2), W), ValueError, "kernel|size"),
-        ("conv zero stride", lambda: conv2d(X4, W, stride=0), ValueError, "stride"),
-        ("conv negative stride", lambda: conv2d(X4, W, stride=-1), ValueError, "stride"),
-        ("conv negative padding", lambda: conv2d(X4, W, padding=-1), ValueError, "padding"),
-        ("conv zero dilation", lambda: conv2d(X4, W, dilation=0), ValueError, "dilation"),
-        ("conv bad padding string", lambda: conv2d(X4, W, padding="full"), ValueError, "padding"),
-        ("conv same with stride", lambda: conv2d(X4, W, padding="same", stride=2), ValueError, "same|stride"),
-        ("conv stride of 3 values", lambda: conv2d(X4, W, stride=(1, 1, 1)), ValueError, "stride"),
-        ("conv int input", lambda: conv2d(X4.long(), W.long()), TypeError, "dtype"),
-        ("conv dtype mismatch", lambda: conv2d(X4, W.double()), TypeError, "dtype|weight"),
-        ("conv bias dtype", lambda: conv2d(X4, W, torch.ones(4, dtype=torch.float64)), TypeError, "bias"),
-        ("conv bias length", lambda: conv2d(X4, W, torch.ones(5)), ValueError, "bias"),
-        ("conv bias 2-D", lambda: conv2d(X4, W, torch.ones(4, 1)), ValueError, "bias"),
-        ("conv_t channel mismatch", lambda: conv_t(X4, torch.randn(2, 4, 3, 3)), ValueError, "channel"),
-        ("conv_t output_padding too big", lambda: conv_t(X4, torch.randn(3, 4, 3, 3), stride=2, output_padding=2), ValueError, "output_padding"),
-        ("conv_t zero stride", lambda: conv_t(X4, torch.randn(3, 4, 3, 3), stride=0), ValueError, "stride"),
-    ])
+conv2d, conv_t = deepops.conv2d, deepops.conv_transpose2d
+_add([
+    ("conv input 2-D", lambda: conv2d(torch.ones(3, 3), W), ValueError, "input"),
+    ("conv input 5-D", lambda: conv2d(torch.ones(1, 1, 3, 8, 8), W), ValueError, "input"),
+    ("conv weight 3-D", lambda: conv2d(X4, torch.ones(4, 3, 3)), ValueError, "weight"),
+    ("conv channel mismatch", lambda: conv2d(X4, torch.randn(4, 2, 3, 3)), ValueError, "channel"),
+    ("conv groups not dividing", lambda: conv2d(X4, torch.randn(4, 1, 3, 3), groups=2), ValueError, "groups"),
+    ("conv groups zero", lambda: conv2d(X4, W, groups=0), ValueError, "groups"),
+    ("conv out channels not divisible", lambda: conv2d(torch.randn(1, 4, 8, 8), torch.randn(3, 2, 3, 3), groups=2), ValueError, "groups|channel"),
+    ("conv kernel larger than input", lambda: conv2d(torch.randn(1, 3, 2, 2), W), ValueError, "kernel|size"),
+    ("conv zero stride", lambda: conv2d(X4, W, stride=0), ValueError, "stride"),
+    ("conv negative stride", lambda: conv2d(X4, W, stride=-1), ValueError, "stride"),
+    ("conv negative padding", lambda: conv2d(X4, W, padding=-1), ValueError, "padding"),
+    ("conv zero dilation", lambda: conv2d(X4, W, dilation=0), ValueError, "dilation"),
+    ("conv bad padding string", lambda: conv2d(X4, W, padding="full"), ValueError, "padding"),
+    ("conv same with stride", lambda: conv2d(X4, W, padding="same", stride=2), ValueError, "same|stride"),
+    ("conv stride of 3 values", lambda: conv2d(X4, W, stride=(1, 1, 1)), ValueError, "stride"),
+    ("conv int input", lambda: conv2d(X4.long(), W.long()), TypeError, "dtype"),
+    ("conv dtype mismatch", lambda: conv2d(X4, W.double()), TypeError, "dtype|weight"),
+    ("conv bias dtype", lambda: conv2d(X4, W, torch.ones(4, dtype=torch.float64)), TypeError, "bias"),
+    ("conv bias length", lambda: conv2d(X4, W, torch.ones(5)), ValueError, "bias"),
+    ("conv bias 2-D", lambda: conv2d(X4, W, torch.ones(4, 1)), ValueError, "bias"),
+    ("conv_t channel mismatch", lambda: conv_t(X4, torch.randn(2, 4, 3, 3)), ValueError, "channel"),
+    ("conv_t output_padding too big", lambda: conv_t(X4, torch.randn(3, 4, 3, 3), stride=2, output_padding=2), ValueError, "output_padding"),
+    ("conv_t zero stride", lambda: conv_t(X4, torch.randn(3, 4, 3, 3), stride=0), ValueError, "stride"),
+])
 
 if hasattr(deepops, "max_pool2d"):
     mp = deepops.max_pool2d
