@@ -80,19 +80,27 @@ def _digits(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x * 2 - 1, torch.tensor(d.target)
 
 
-def _cells(image_size: int, channels: int) -> torch.Tensor:
+CELL_PATCHES = 2048  # how many SIMCEP-like patches --data cells generates
+
+
+def _cells(image_size: int, channels: int, n: int = CELL_PATCHES, seed: int = 0) -> torch.Tensor:
+    """Patches of ``image_size`` pixels with one to three nuclei each, from the ``easy`` SIMCEP-like family with the
+    nucleus radius scaled to the patch (about a fifth of its side)."""
     try:
-        from ..data import simcep  # written on another branch; optional here
+        from ..data import simcep  # the SIMCEP-like generator (issue 9)
     except ImportError as e:
         raise SystemExit(f"--data cells needs deepops.data.simcep, which this installation does not have ({e})") from e
-    patches = simcep.gan_patches(n=2048, size=image_size, seed=0) if hasattr(simcep, "gan_patches") else None
-    if patches is None:
-        raise SystemExit("--data cells: deepops.data.simcep has no gan_patches(n, size, seed) function")
-    x = torch.as_tensor(np.asarray(patches), dtype=torch.float32)
-    if x.dim() == 3:
-        x = x[:, None]
-    x = x / x.amax().clamp_min(1e-12)
-    return (x.expand(-1, channels, -1, -1) if channels > 1 else x) * 2 - 1
+    side = max(image_size, 16)  # the generator's smallest image
+    p = simcep.preset(
+        "easy", size=(side, side), n_cells=(1, 3), radius=side * 0.2, radius_sd=side * 0.03,
+        radius_min=side * 0.1, blur_sigma=(0.3, 1.0),
+    )
+    imgs = [simcep.generate(p, np.random.default_rng([seed, i])).image for i in range(n)]
+    x = torch.from_numpy(np.stack(imgs).astype(np.float32))[:, None]
+    x = x / float(np.iinfo(imgs[0].dtype).max)
+    if side != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="area")
+    return (x.expand(-1, channels, -1, -1).contiguous() if channels > 1 else x) * 2 - 1
 
 
 def _read_image(path: Path) -> np.ndarray:
