@@ -51,6 +51,7 @@ def register(parsers) -> None:
     g = t.add_mutually_exclusive_group()
     g.add_argument("--score", dest="score", action="store_true", default=None, help="score every epoch (default on digits)")
     g.add_argument("--no-score", dest="score", action="store_false", help="no scoring")
+    t.add_argument("--ema", type=float, default=d.ema, help="decay of the generator's weight average that samples (0: off; default %(default)s)")
     t.add_argument("--score-n", type=_positive_int, default=d.score_n, help="samples scored (default %(default)s)")
     t.add_argument("--limit-images", type=_positive_int, help="train on the first N images only (smoke tests)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -74,10 +75,14 @@ def _train(args) -> int:
         data=args.data, image_size=args.image_size, channels=args.channels, z_dim=args.z_dim, g_width=args.g_width,
         d_width=args.d_width, epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
         beta1=args.beta1, beta2=args.beta2, real_label=args.real_label, seed=args.seed, device=args.device,
-        out=args.out, score=args.score, score_n=args.score_n, time_limit=args.time_limit,
+        out=args.out, ema=args.ema, score=args.score, score_n=args.score_n, time_limit=args.time_limit,
         limit_images=args.limit_images,
     )
-    summary = train(cfg, resume=args.resume, progress=False if args.no_progress else None)
+    import shlex
+    import sys
+
+    command = "deepops " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summary = train(cfg, resume=args.resume, progress=False if args.no_progress else None, command=command)
     print(f"trained {summary['epochs_done']} epochs in {summary['train_s']:.1f} s; results in {args.out}")
     return 0
 
@@ -94,7 +99,10 @@ def _sample(args) -> int:
     c = state["config"]
     device = resolve_device(args.device)
     G = Generator(c["image_size"], c["channels"], c["z_dim"], c["g_width"])
-    G.load_state_dict({k.removeprefix("generator."): v for k, v in state["model"].items() if k.startswith("generator.")})
+    if state.get("generator_ema"):  # the weight average, which the training samples and scores came from
+        G.load_state_dict(state["generator_ema"])
+    else:
+        G.load_state_dict({k.removeprefix("generator."): v for k, v in state["model"].items() if k.startswith("generator.")})
     G.to(device)
     images = generate(G, args.n, seed=args.seed)
     print(f"wrote {save_grid(images, args.out, args.nrow)} ({args.n} images, {c['image_size']}x{c['image_size']})")
