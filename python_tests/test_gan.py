@@ -153,15 +153,20 @@ def test_short_run_losses_move_and_outputs_are_written(tmp_path):
 
 def test_checkpoint_round_trip_resume_and_seeded_determinism(tmp_path):
     straight = tmp_path / "straight"
-    train(_cfg(straight, epochs=2), progress=False, log=lambda m: None)
+    train(_cfg(straight, epochs=2, ema=0.9), progress=False, log=lambda m: None)
     first = tmp_path / "resumed"
-    train(_cfg(first, epochs=1), progress=False, log=lambda m: None)
-    train(_cfg(first, epochs=2), resume=str(first / "last.pt"), progress=False, log=lambda m: None)
+    train(_cfg(first, epochs=1, ema=0.9), progress=False, log=lambda m: None)
+    train(_cfg(first, epochs=2, ema=0.9), resume=str(first / "last.pt"), progress=False, log=lambda m: None)
     a = torch.load(straight / "last.pt", weights_only=False)
     b = torch.load(first / "last.pt", weights_only=False)
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k  # bit-identical: deterministic, resume is exact
+    for k in a["generator_ema"]:
+        assert torch.equal(a["generator_ema"][k], b["generator_ema"][k]), k
+    # the average differs from the raw weights but follows them
+    w_ema, w = a["generator_ema"]["net.0.weight"], a["model"]["generator.net.0.weight"]
+    assert not torch.equal(w_ema, w) and torch.allclose(w_ema, w, atol=0.05)
     assert a["metrics"]["epochs"][1]["loss_d"] == b["metrics"]["epochs"][1]["loss_d"]
     # the checkpoint holds both optimisers and rebuilds the networks
     model = build_model(_cfg(tmp_path), 1)

@@ -40,6 +40,7 @@ def register(parsers) -> None:
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default %(default)s")
     t.add_argument("--lr-g", type=float, default=d.lr_g, help="generator's Adam learning rate (default %(default)s)")
     t.add_argument("--lr-d", type=float, default=d.lr_d, help="discriminator's Adam learning rate (default %(default)s)")
+    t.add_argument("--lr-decay", type=float, default=d.lr_decay, metavar="FRACTION", help="both learning rates fall linearly to 0 over this last fraction of the steps (default %(default)s)")
     t.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 (default %(default)s)")
     t.add_argument("--beta2", type=float, default=d.beta2, help="Adam beta2 (default %(default)s)")
     t.add_argument("--real-label", type=float, default=d.real_label, help="target for real images, one-sided label smoothing (default %(default)s)")
@@ -73,7 +74,7 @@ def _train(args) -> int:
 
     cfg = GanConfig(
         data=args.data, image_size=args.image_size, channels=args.channels, z_dim=args.z_dim, g_width=args.g_width,
-        d_width=args.d_width, epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d,
+        d_width=args.d_width, epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay,
         beta1=args.beta1, beta2=args.beta2, real_label=args.real_label, seed=args.seed, device=args.device,
         out=args.out, ema=args.ema, score=args.score, score_n=args.score_n, time_limit=args.time_limit,
         limit_images=args.limit_images,

@@ -64,6 +64,7 @@ class GanConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     real_label: float = 0.9  # one-sided label smoothing
+    lr_decay: float = 0.0  # fraction of the run (last steps) over which both learning rates fall linearly to 0
     seed: int = 0
     device: str | None = None
     out: str = "runs/gan"
@@ -233,6 +234,12 @@ def train_step(model: DCGAN, opt_g, opt_d, real: torch.Tensor, real_label: float
     return loss_d.item(), loss_g.item()
 
 
+def lr_factor(step: int, total: int, decay: float) -> float:
+    """1 until the last ``decay`` fraction of ``total`` steps, then falling linearly towards 0."""
+    n = max(1, int(round(decay * total)))
+    return min(1.0, (total - step) / n)
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model for parameters; buffers (batch-norm statistics) are copied."""
@@ -335,6 +342,11 @@ def train(
         sum_d = sum_g = 0.0
         t0 = time.perf_counter()
         for b in range(n_batches):
+            if cfg.lr_decay > 0:  # a function of the step only: deterministic and exact on resume
+                f = lr_factor(epoch * n_batches + b, cfg.epochs * n_batches, cfg.lr_decay)
+                for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+                    for pg in opt.param_groups:
+                        pg["lr"] = base * f
             real = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(device)]
             ld, lg = train_step(model, opt_g, opt_d, real, cfg.real_label)
             if ema is not None:
