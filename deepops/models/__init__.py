@@ -9,7 +9,7 @@ learners such as an SVM) need.
 ``impl="torch"`` builds the *identical* network from ``torch.nn`` layers (same modules, parameter names and
 initialisation order): it is the reference the tests and benchmarks compare against, never a fallback.
 
-The cell detector is :mod:`deepops.models.detector`.
+The cell detector is :mod:`deepops.models.detector`, the DCGAN :mod:`deepops.models.gan`.
 """
 
 from __future__ import annotations

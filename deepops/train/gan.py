@@ -1,0 +1,398 @@
+"""Training a DCGAN (``deepops.models.gan``): data, the adversarial loop, sample grids, checkpoints and the score.
+
+Strategy.  The standard DCGAN recipe, which is stable on small images without further tricks:
+
+* Adam with learning rate 2e-4 and betas (0.5, 0.999) for both networks (the DCGAN paper's settings);
+* the discriminator is trained on a real batch and a fake batch with binary cross-entropy on logits, with one-sided
+  label smoothing (real targets 0.9, fakes 0) so it does not become over-confident; the generator with the
+  non-saturating loss (fakes labelled real, target 1);
+* optionally (``ema`` > 0, off by default) samples and scores come from an exponential moving average of the
+  generator's weights (batch-norm statistics copied); in short runs on the digits it lagged behind the raw weights
+  (measured: 0.99 per step was about two epochs behind), so it is off by default;
+* small batches (32) and a generator twice as wide as the discriminator: on the CPU the narrow layers cost little
+  more when widened (per-call overhead dominates), and the wider generator gives cleaner digits;
+* one discriminator step per generator step, the fakes of the generator step are the same as the discriminator's;
+  real and fake batches pass the discriminator separately (batch norm sees one kind at a time).
+
+Every epoch (a pass over the data in a seeded order) saves ``samples_epoch<NNN>.png`` -- the generator's images for a
+fixed noise batch, so progress can be watched -- and ``last.pt``, a checkpoint with both networks, both optimisers,
+the fixed noise, the RNG states and the history; ``--resume last.pt`` continues exactly where it stopped.  On the
+digits, the score of ``deepops.metrics.gan_score`` (Fréchet distance in our classifier's feature space, confidence,
+classes) is computed for the untrained generator and then after each epoch; the scorer is trained first, seeded,
+and stored in the checkpoint so that ``deepops sample gan --score`` can reuse it.
+
+Data (``load_data``): ``digits`` (scikit-learn's bundled 8x8 digits, upsampled bilinearly), ``cells`` (SIMCEP-like
+patches from ``deepops.data.simcep`` when that module is present) or a folder of PNG/JPEG/TIFF images (any
+sub-folders), each centre-cropped to a square and resized.  Images are scaled to [-1, 1], the range of the
+generator's tanh.  On the CPU, with the same seed, training is deterministic (the deepops kernels reduce in a fixed
+order).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._progress import Progress
+from ..models.gan import DCGAN
+from .common import _set_rng_state, load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+
+@dataclasses.dataclass
+class GanConfig:
+    data: str = "digits"
+    image_size: int = 16
+    channels: int | None = None  # None: from the data (1 for digits and cells)
+    z_dim: int = 32
+    g_width: int = 64
+    d_width: int = 32
+    epochs: int = 40
+    batch_size: int = 32
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    real_label: float = 0.9  # one-sided label smoothing
+    lr_decay: float = 0.0  # fraction of the run (last steps) over which both learning rates fall linearly to 0
+    seed: int = 0
+    device: str | None = None
+    out: str = "runs/gan"
+    n_grid: int = 64  # images in the per-epoch sample grid
+    score: bool | None = None  # None: on for digits
+    score_n: int = 1000
+    ema: float = 0.0  # decay of the generator's weight average used for samples and scores (0: the raw weights)
+    time_limit: float | None = None  # minutes of training; stops before an epoch that would not fit
+    limit_images: int | None = None  # use only the first N images (smoke tests)
+
+
+# --------------------------------------------------------------------------------------------------------- data
+
+
+def _digits(image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x * 2 - 1, torch.tensor(d.target)
+
+
+CELL_PATCHES = 2048  # how many SIMCEP-like patches --data cells generates
+
+
+def _cells(image_size: int, channels: int, n: int = CELL_PATCHES, seed: int = 0) -> torch.Tensor:
+    """Patches of ``image_size`` pixels with one to three nuclei each, from the ``easy`` SIMCEP-like family with the
+    nucleus radius scaled to the patch (about a fifth of its side)."""
+    try:
+        from ..data import simcep  # the SIMCEP-like generator (issue 9)
+    except ImportError as e:
+        raise SystemExit(f"--data cells needs deepops.data.simcep, which this installation does not have ({e})") from e
+    side = max(image_size, 16)  # the generator's smallest image
+    p = simcep.preset(
+        "easy", size=(side, side), n_cells=(1, 3), radius=side * 0.2, radius_sd=side * 0.03,
+        radius_min=side * 0.1, blur_sigma=(0.3, 1.0),
+    )
+    imgs = [simcep.generate(p, np.random.default_rng([seed, i])).image for i in range(n)]
+    x = torch.from_numpy(np.stack(imgs).astype(np.float32))[:, None]
+    x = x / float(np.iinfo(imgs[0].dtype).max)
+    if side != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="area")
+    return (x.expand(-1, channels, -1, -1).contiguous() if channels > 1 else x) * 2 - 1
+
+
+def _read_image(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        a = tifffile.imread(path)
+    else:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("RGB") if im.mode in ("P", "RGBA", "CMYK", "YCbCr") else im)
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # planar TIFF
+    if a.ndim == 2:
+        a = a[..., None]
+    a = a[..., :3]
+    scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else max(float(a.max()), 1e-12)
+    return a.astype(np.float32) / scale
+
+
+def _folder(path: Path, image_size: int, channels: int | None) -> torch.Tensor:
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise SystemExit(f"--data {path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found there")
+    arrays = [_read_image(f) for f in files]
+    if channels is None:
+        channels = 3 if any(a.shape[-1] == 3 for a in arrays) else 1
+    out = []
+    for a in arrays:
+        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
+        if t.shape[0] != channels:
+            t = t.mean(0, keepdim=True) if channels == 1 else t[:1].expand(channels, -1, -1)
+        h, w = t.shape[1:]
+        s = min(h, w)
+        t = t[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+        mode = "area" if s > image_size else "bilinear"
+        out.append(F.interpolate(t[None], size=(image_size, image_size), mode=mode).clamp(0, 1)[0])
+    return torch.stack(out) * 2 - 1
+
+
+def load_data(spec: str, image_size: int, channels: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images in [-1, 1] of shape (N, C, image_size, image_size), labels or None) for ``digits``, ``cells`` or a
+    folder of images."""
+    if spec == "digits":
+        if channels not in (None, 1):
+            raise SystemExit("--data digits is grey: --channels must be 1")
+        return _digits(image_size)
+    if spec == "cells":
+        return _cells(image_size, channels or 1), None
+    p = Path(spec)
+    if not p.is_dir():
+        raise SystemExit(f"--data must be digits, cells or a folder of images; {spec!r} is none of these")
+    return _folder(p, image_size, channels), None
+
+
+# ------------------------------------------------------------------------------------------------------- images
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, min_tile: int = 32) -> np.ndarray:
+    """Tile images in [-1, 1] (N, C, H, W) into one uint8 picture (H', W') or (H', W', 3), enlarged (nearest
+    neighbour) so that each tile is at least ``min_tile`` pixels wide."""
+    x = ((images.detach().cpu().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = x.shape
+    up = max(1, math.ceil(min_tile / w))
+    if up > 1:
+        x = x.repeat_interleave(up, 2).repeat_interleave(up, 3)
+        h, w = h * up, w * up
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    canvas = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        canvas[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i]
+    a = canvas.permute(1, 2, 0).numpy()
+    return a[..., 0] if c == 1 else a[..., :3]
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid(images, nrow)).save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- training
+
+
+def build_model(cfg: GanConfig, channels: int, layers: Any = None) -> DCGAN:
+    return DCGAN(cfg.image_size, channels, cfg.z_dim, cfg.g_width, cfg.d_width, layers)
+
+
+def make_optimizers(model: DCGAN, cfg: GanConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    betas = (cfg.beta1, cfg.beta2)
+    return (
+        torch.optim.Adam(model.generator.parameters(), lr=cfg.lr_g, betas=betas),
+        torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr_d, betas=betas),
+    )
+
+
+def train_step(model: DCGAN, opt_g, opt_d, real: torch.Tensor, real_label: float = 0.9) -> tuple[float, float]:
+    """One discriminator step and one generator step on a real batch; returns (discriminator loss, generator loss)."""
+    G, D = model.generator, model.discriminator
+    n = real.shape[0]
+    z = torch.randn(n, G.z_dim, device=real.device)
+    fake = G(z)
+    # discriminator: real -> real_label, fake -> 0 (fakes detached: no generator gradients here).  Real and fake
+    # go through in separate batches: batch norm over a mixed batch would let the discriminator tell them apart by
+    # the batch statistics, which it cannot use in the generator's step.
+    loss_d = F.binary_cross_entropy_with_logits(D(real), torch.full((n,), real_label, device=real.device))
+    loss_d = loss_d + F.binary_cross_entropy_with_logits(D(fake.detach()), torch.zeros(n, device=real.device))
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    # generator: non-saturating loss, the fakes labelled real
+    loss_g = F.binary_cross_entropy_with_logits(D(fake), torch.ones(n, device=real.device))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss_d.item(), loss_g.item()
+
+
+def lr_factor(step: int, total: int, decay: float) -> float:
+    """1 until the last ``decay`` fraction of ``total`` steps, then falling linearly towards 0."""
+    n = max(1, int(round(decay * total)))
+    return min(1.0, (total - step) / n)
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (batch-norm statistics) are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def _scorer_for(cfg: GanConfig, images, labels, state: dict | None, log: Callable[[str], None]):
+    """The digits scorer: from a resumed checkpoint when it has one, else trained now (seeded)."""
+    from ..metrics.gan_score import GanScorer, train_scorer, DigitScorer
+
+    if state is not None and state.get("scorer") is not None:
+        scorer = DigitScorer(images.shape[1])
+        scorer.load_state_dict(state["scorer"]["model"])
+        scorer.eval()
+        return GanScorer(scorer, images), state["scorer"]
+    t0 = time.perf_counter()
+    scorer, acc = train_scorer(images, labels, seed=cfg.seed)
+    info = {"model": scorer.state_dict(), "val_accuracy": acc, "train_s": time.perf_counter() - t0}
+    log(f"scorer: digits classifier trained in {info['train_s']:.1f} s, held-out accuracy {acc:.3f}")
+    return GanScorer(scorer, images), info
+
+
+def train(
+    cfg: GanConfig,
+    resume: str | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+    command: str | None = None,
+) -> dict:
+    """Train as configured; returns the run's summary (also written to ``<out>/summary.json``)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
+    state = load_checkpoint(resume) if resume else None
+    if state is not None:
+        saved = dict(state["config"])
+        for k in ("data", "image_size", "channels", "z_dim", "g_width", "d_width"):
+            if saved.get(k) != getattr(cfg, k) and not (k == "channels" and getattr(cfg, k) is None):
+                log(f"resume: using the checkpoint's {k}={saved.get(k)!r}")
+                setattr(cfg, k, saved.get(k))
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    images, labels = load_data(cfg.data, cfg.image_size, cfg.channels)
+    if cfg.limit_images:
+        images = images[: cfg.limit_images]
+        labels = labels[: cfg.limit_images] if labels is not None else None
+    channels = images.shape[1]
+    cfg.channels = channels
+    do_score = cfg.score if cfg.score is not None else (cfg.data == "digits")
+    if do_score and labels is None:
+        raise SystemExit("--score needs labelled digits (--data digits)")
+
+    scorer, scorer_info = (None, None)
+    if do_score:
+        scorer, scorer_info = _scorer_for(cfg, images, labels, state, log)
+
+    seed_everything(cfg.seed)  # the networks' initial weights depend on the seed only, not on the scorer
+    model = build_model(cfg, channels).to(device)
+    opt_g, opt_d = make_optimizers(model, cfg)
+    ema = copy.deepcopy(model.generator) if cfg.ema > 0 else None
+    sampler = ema if ema is not None else model.generator  # the generator that samples and is scored
+    fixed_noise = torch.randn(cfg.n_grid, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
+    history: dict = {"epochs": [], "untrained_score": None}
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt_g.load_state_dict(state["optimizer"])
+        opt_d.load_state_dict(state["optimizer_d"])
+        fixed_noise = state["fixed_noise"]
+        if ema is not None:
+            ema.load_state_dict(state.get("generator_ema") or model.generator.state_dict())
+        history = state["metrics"]
+        start_epoch = int(state["epoch"])
+        _set_rng_state(state["rng"])
+    elif scorer is not None:
+        history["untrained_score"] = scorer.score_generator(sampler, cfg.score_n, seed=cfg.seed)
+        s = history["untrained_score"]
+        log(f"untrained generator: frechet {s['frechet']:.2f}, confidence {s['confidence']:.3f}, classes {s['classes']}")
+    if scorer is not None:
+        history["real_floor"] = scorer.real_floor
+
+    data = images.to(device)
+    n_batches = len(data) // cfg.batch_size
+    if n_batches == 0:
+        raise SystemExit(f"--batch-size {cfg.batch_size} is larger than the data ({len(data)} images)")
+    train_s = sum(e["train_s"] for e in history["epochs"])
+    config = dataclasses.asdict(cfg)
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.time_limit is not None and history["epochs"]:
+            per_epoch = history["epochs"][-1]["train_s"]
+            if train_s + per_epoch > cfg.time_limit * 60:
+                log(f"time limit: {cfg.time_limit} min of training reached after {epoch} epochs")
+                break
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        bar = Progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs} ", enabled=progress)
+        model.train()
+        sum_d = sum_g = 0.0
+        t0 = time.perf_counter()
+        for b in range(n_batches):
+            if cfg.lr_decay > 0:  # a function of the step only: deterministic and exact on resume
+                f = lr_factor(epoch * n_batches + b, cfg.epochs * n_batches, cfg.lr_decay)
+                for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+                    for pg in opt.param_groups:
+                        pg["lr"] = base * f
+            real = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(device)]
+            ld, lg = train_step(model, opt_g, opt_d, real, cfg.real_label)
+            if ema is not None:
+                update_ema(ema, model.generator, cfg.ema)
+            sum_d, sum_g = sum_d + ld, sum_g + lg
+            bar.update(text=f"loss D {sum_d / (b + 1):.3f}  G {sum_g / (b + 1):.3f}")
+        dt = time.perf_counter() - t0
+        bar.close(summary=progress is None)
+        train_s += dt
+        rec = {"epoch": epoch + 1, "loss_d": sum_d / n_batches, "loss_g": sum_g / n_batches, "train_s": dt}
+        sampler.eval()
+        with torch.no_grad():
+            save_grid(sampler(fixed_noise.to(device)), out / f"samples_epoch{epoch + 1:03d}.png")
+        sampler.train()
+        if scorer is not None:
+            rec["score"] = scorer.score_generator(sampler, cfg.score_n, seed=cfg.seed)
+            if ema is not None:
+                rec["score_raw"] = scorer.score_generator(model.generator, cfg.score_n, seed=cfg.seed)
+        history["epochs"].append(rec)
+        msg = f"epoch {epoch + 1}: loss D {rec['loss_d']:.3f} G {rec['loss_g']:.3f}, {dt:.1f} s"
+        if "score" in rec:
+            s = rec["score"]
+            msg += f"; frechet {s['frechet']:.2f}, confidence {s['confidence']:.3f}, classes {s['classes']}"
+            if "score_raw" in rec:
+                r = rec["score_raw"]
+                msg += f" (raw weights: frechet {r['frechet']:.2f}, confidence {r['confidence']:.3f})"
+        log(msg)
+        save_checkpoint(
+            out / "last.pt", model, opt_g, epoch + 1, config, history,
+            optimizer_d=opt_d.state_dict(), fixed_noise=fixed_noise, scorer=scorer_info,
+            generator_ema=ema.state_dict() if ema is not None else None,
+        )
+    summary = {"config": config, "train_s": train_s, "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+               "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "command": command, "epochs_done": len(history["epochs"]), "history": history}
+    if scorer_info is not None:
+        summary["scorer_val_accuracy"] = scorer_info["val_accuracy"]
+        summary["scorer_train_s"] = scorer_info.get("train_s")
+    if history.get("untrained_score") and history["epochs"] and "score" in history["epochs"][-1]:
+        first, last = history["untrained_score"], history["epochs"][-1]["score"]
+        summary["final"] = {
+            "frechet": last["frechet"], "untrained_frechet": first["frechet"],
+            "frechet_ratio": last["frechet"] / first["frechet"], "real_floor": history.get("real_floor"),
+            "confidence": last["confidence"], "classes": last["classes"], "class_counts": last["class_counts"],
+        }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+__all__ = ["GanConfig", "load_data", "grid", "save_grid", "build_model", "make_optimizers", "train_step", "train"]
