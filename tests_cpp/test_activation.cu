@@ -4,22 +4,14 @@
 #include <cstdio>
 #include <vector>
 
+#include "test_util.h"
 #include "kernels/activation.h"
 
-#define CHECK(x)                                                                  \
-  do {                                                                            \
-    cudaError_t e = (x);                                                          \
-    if (e != cudaSuccess) {                                                       \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e), __FILE__, __LINE__); \
-      return 1;                                                                   \
-    }                                                                             \
-  } while (0)
 
 int main() {
-  int ndev = 0;
-  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+  if (!gpu_present()) {
     std::printf("no GPU: skipped\n");
-    return 77;
+    return kSkipped;
   }
   int failures = 0;
   for (long n : {1L, 3L, 4L, 1000L, 4099L, 1L << 20}) {

@@ -27,20 +27,13 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "kernels/conv.h"
 #include "kernels/conv_direct.cuh"
 #include "kernels/conv_igemm.cuh"
 
 using namespace deepops;
 
-#define CHECK(x)                                                                           \
-  do {                                                                                     \
-    cudaError_t e = (x);                                                                   \
-    if (e != cudaSuccess) {                                                                \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e), __FILE__, __LINE__); \
-      return 1;                                                                            \
-    }                                                                                      \
-  } while (0)
 
 // ------------------------------------------------------------------------------------------------ reference
 struct Tensors {
@@ -564,10 +557,9 @@ int main() {
   }
   std::printf("host checks (division, GEMM formulation): %s\n", host_bad ? "FAILED" : "passed");
 
-  int ndev = 0;
-  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+  if (!gpu_present()) {
     std::printf("no GPU: device checks skipped\n");
-    return host_bad ? 1 : 77;
+    return host_bad ? 1 : kSkipped;
   }
   int failures = 0, runs = 0;
   for (size_t i = 0; i < all.size(); ++i)

@@ -8,16 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "test_util.h"
 #include "kernels/nms.h"
 
-#define CHECK(x)                                                                           \
-  do {                                                                                     \
-    cudaError_t e = (x);                                                                   \
-    if (e != cudaSuccess) {                                                                \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e), __FILE__, __LINE__); \
-      return 1;                                                                            \
-    }                                                                                      \
-  } while (0)
 
 // torchvision's loop: stable descending order, kept box i suppresses later j of its class when IoU > thr.
 static std::vector<int64_t> reference(const std::vector<float>& b, const std::vector<float>& s,
@@ -49,10 +42,9 @@ static std::vector<int64_t> reference(const std::vector<float>& b, const std::ve
 }
 
 int main() {
-  int ndev = 0;
-  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+  if (!gpu_present()) {
     std::printf("no GPU: skipped\n");
-    return 77;
+    return kSkipped;
   }
   std::mt19937 rng(0);
   std::uniform_real_distribution<float> U(0.f, 1.f);

@@ -6,16 +6,9 @@
 #include <limits>
 #include <vector>
 
+#include "test_util.h"
 #include "kernels/pool.h"
 
-#define CHECK(x)                                                                            \
-  do {                                                                                      \
-    cudaError_t e = (x);                                                                    \
-    if (e != cudaSuccess) {                                                                 \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e), __FILE__, __LINE__);   \
-      return 1;                                                                             \
-    }                                                                                       \
-  } while (0)
 
 using deepops::Pool2dShape;
 
@@ -59,10 +52,9 @@ static void reference(const std::vector<float>& x, const Pool2dShape& s, bool cl
 static bool same(float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
 int main() {
-  int ndev = 0;
-  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+  if (!gpu_present()) {
     std::printf("no GPU: skipped\n");
-    return 77;
+    return kSkipped;
   }
   struct Case {
     int64_t n, c, h, w;
