@@ -151,12 +151,42 @@ def test_short_run_losses_move_and_outputs_are_written(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["epochs_done"] == 3
 
 
+def test_translate_moves_each_image_fills_the_border_and_passes_gradients():
+    from deepops.train.gan import translate
+
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float64).reshape(2, 3, 5, 6)
+    assert translate(x, 0) is x
+    gen = torch.Generator().manual_seed(3)
+    seen = set()
+    for _ in range(20):
+        state = gen.get_state()
+        y = translate(x, 2, gen)
+        d = torch.randint(-2, 3, (2, 2), generator=torch.Generator().set_state(state))  # the shifts it drew
+        assert y.shape == x.shape
+        for i in range(2):
+            dy, dx = d[0, i].item(), d[1, i].item()
+            seen.add((dy, dx))
+            want = torch.full_like(x[i], -1.0)
+            src = x[i][:, max(0, -dy) : 5 - max(0, dy), max(0, -dx) : 6 - max(0, dx)]
+            want[:, max(0, dy) : 5 - max(0, -dy), max(0, dx) : 6 - max(0, -dx)] = src
+            assert torch.equal(y[i], want), (dy, dx)
+    assert len(seen) > 5  # the shifts vary from image to image and call to call
+    # gradients reach exactly the pixels that stay in view, once each
+    xg = x.clone().requires_grad_()
+    translate(xg, 2, torch.Generator().manual_seed(0)).sum().backward()
+    assert set(xg.grad.unique().tolist()) <= {0.0, 1.0}
+    assert torch.autograd.gradcheck(lambda t: translate(t, 1, torch.Generator().manual_seed(1)), (xg[:, :1, :3, :4].detach().clone().requires_grad_(),))
+
+
 def test_checkpoint_round_trip_resume_and_seeded_determinism(tmp_path):
     straight = tmp_path / "straight"
-    train(_cfg(straight, epochs=2, ema=0.9), progress=False, log=lambda m: None)
+    train(_cfg(straight, epochs=2, ema=0.9, augment=2), progress=False, log=lambda m: None)
     first = tmp_path / "resumed"
-    train(_cfg(first, epochs=1, ema=0.9), progress=False, log=lambda m: None)
-    train(_cfg(first, epochs=2, ema=0.9), resume=str(first / "last.pt"), progress=False, log=lambda m: None)
+    # interrupted after one epoch (a time limit too short for a second), then resumed with the same settings: the
+    # learning-rate decay is a function of the step and the planned total, so the schedule is the same
+    train(_cfg(first, epochs=2, ema=0.9, augment=2, time_limit=1e-9), progress=False, log=lambda m: None)
+    assert torch.load(first / "last.pt", weights_only=False)["epoch"] == 1
+    train(_cfg(first, epochs=2, ema=0.9, augment=2), resume=str(first / "last.pt"), progress=False, log=lambda m: None)
     a = torch.load(straight / "last.pt", weights_only=False)
     b = torch.load(first / "last.pt", weights_only=False)
     assert a["epoch"] == b["epoch"] == 2
@@ -216,6 +246,9 @@ def test_cli_train_resume_sample(tmp_path, capsys):
         assert im.size == (4 * 33 + 1, 3 * 33 + 1)
     with pytest.raises(SystemExit, match="no scorer"):
         main(["sample", "gan", "--checkpoint", str(out / "last.pt"), "--out", str(png), "--score"])
+    with pytest.raises(SystemExit):  # argparse: "--augment: must be 0 or a positive integer"
+        main(["train", "gan", "--augment", "-1", "--out", str(out)])
+    assert "--augment" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--data"):
         main(["train", "gan", "--data", str(tmp_path / "nowhere"), "--out", str(out)])
 

@@ -21,6 +21,13 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _nonnegative_int(s: str) -> int:
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {s}")
+    return v
+
+
 def register(parsers) -> None:
     d = _Defaults()
     t = parsers["train"].add_parser(
@@ -44,10 +51,11 @@ def register(parsers) -> None:
     t.add_argument("--beta1", type=float, default=d.beta1, help="Adam beta1 (default %(default)s)")
     t.add_argument("--beta2", type=float, default=d.beta2, help="Adam beta2 (default %(default)s)")
     t.add_argument("--real-label", type=float, default=d.real_label, help="target for real images, one-sided label smoothing (default %(default)s)")
+    t.add_argument("--augment", type=_nonnegative_int, default=d.augment, metavar="PIXELS", help="random translation of every image the discriminator sees, real and fake (0: off; default %(default)s)")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
     t.add_argument("--out", default=d.out, help="output folder (default %(default)s)")
-    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.pt")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.pt (bit-exact when --epochs is unchanged; a larger --epochs stretches the --lr-decay schedule over the new total)")
     t.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop before an epoch that would exceed this much training")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--score", dest="score", action="store_true", default=None, help="score every epoch (default on digits)")
@@ -77,7 +85,7 @@ def _train(args) -> int:
         d_width=args.d_width, epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay,
         beta1=args.beta1, beta2=args.beta2, real_label=args.real_label, seed=args.seed, device=args.device,
         out=args.out, ema=args.ema, score=args.score, score_n=args.score_n, time_limit=args.time_limit,
-        limit_images=args.limit_images,
+        limit_images=args.limit_images, augment=args.augment,
     )
     import shlex
     import sys

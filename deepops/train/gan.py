@@ -1,16 +1,23 @@
 """Training a DCGAN (``deepops.models.gan``): data, the adversarial loop, sample grids, checkpoints and the score.
 
-Strategy.  The standard DCGAN recipe, which is stable on small images without further tricks:
+Strategy.  The DCGAN recipe, plus two additions that the digits (only 1,797 images) need:
 
-* Adam with learning rate 2e-4 and betas (0.5, 0.999) for both networks (the DCGAN paper's settings);
+* Adam with learning rate 2e-4 and betas (0.5, 0.999) for both networks (the DCGAN paper's settings); both rates
+  fall linearly to 0 over the last half of the steps (``lr_decay`` = 0.5);
 * the discriminator is trained on a real batch and a fake batch with binary cross-entropy on logits, with one-sided
   label smoothing (real targets 0.9, fakes 0) so it does not become over-confident; the generator with the
   non-saturating loss (fakes labelled real, target 1);
-* optionally (``ema`` > 0, off by default) samples and scores come from an exponential moving average of the
-  generator's weights (batch-norm statistics copied); in short runs on the digits it lagged behind the raw weights
-  (measured: 0.99 per step was about two epochs behind), so it is off by default;
-* small batches (32) and a generator twice as wide as the discriminator: on the CPU the narrow layers cost little
-  more when widened (per-call overhead dominates), and the wider generator gives cleaner digits;
+* differentiable augmentation (``augment`` = 2, after Zhao et al., "Differentiable Augmentation for Data-Efficient
+  GAN Training", 2020): every image the discriminator sees -- real or fake, in both networks' steps -- is moved
+  by its own random translation of up to 2 pixels.  On a small dataset the discriminator otherwise memorises the
+  real images and wins (measured here: discriminator loss 0.46, generator loss 2.5 after 40 epochs, classifier
+  confidence on samples stuck at 0.78-0.80); with the shifts the two stay balanced (losses about 1.0 and 1.2) and
+  the Fréchet distance after 40 epochs falls from 257 to 62.  Because fakes are shifted the same way, and the
+  generator's gradient passes through the shift, the generator does not learn to produce shifted digits;
+* samples and scores come from an exponential moving average of the generator's weights (``ema`` = 0.999 per
+  step, batch-norm statistics copied), which smooths the last epochs' oscillation; the raw weights are scored too;
+* small batches (32) and a generator twice as wide as the discriminator (96 and 48 channels): on the CPU the narrow
+  layers cost little more when widened (per-call overhead dominates); wider still (128/64) was not better;
 * one discriminator step per generator step, the fakes of the generator step are the same as the discriminator's;
   real and fake batches pass the discriminator separately (batch norm sees one kind at a time).
 
@@ -55,25 +62,26 @@ class GanConfig:
     image_size: int = 16
     channels: int | None = None  # None: from the data (1 for digits and cells)
     z_dim: int = 32
-    g_width: int = 64
-    d_width: int = 32
-    epochs: int = 40
+    g_width: int = 96
+    d_width: int = 48
+    epochs: int = 100
     batch_size: int = 32
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
     real_label: float = 0.9  # one-sided label smoothing
-    lr_decay: float = 0.0  # fraction of the run (last steps) over which both learning rates fall linearly to 0
+    lr_decay: float = 0.5  # fraction of the run (last steps) over which both learning rates fall linearly to 0
     seed: int = 0
     device: str | None = None
     out: str = "runs/gan"
     n_grid: int = 64  # images in the per-epoch sample grid
     score: bool | None = None  # None: on for digits
     score_n: int = 1000
-    ema: float = 0.0  # decay of the generator's weight average used for samples and scores (0: the raw weights)
+    ema: float = 0.999  # decay of the generator's weight average used for samples and scores (0: the raw weights)
     time_limit: float | None = None  # minutes of training; stops before an epoch that would not fit
     limit_images: int | None = None  # use only the first N images (smoke tests)
+    augment: int = 2  # pixels of random translation applied to every image the discriminator sees (0: off)
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -212,9 +220,33 @@ def make_optimizers(model: DCGAN, cfg: GanConfig) -> tuple[torch.optim.Optimizer
     )
 
 
-def train_step(model: DCGAN, opt_g, opt_d, real: torch.Tensor, real_label: float = 0.9) -> tuple[float, float]:
-    """One discriminator step and one generator step on a real batch; returns (discriminator loss, generator loss)."""
-    G, D = model.generator, model.discriminator
+def translate(x: torch.Tensor, shift: int, gen: torch.Generator | None = None, fill: float = -1.0) -> torch.Tensor:
+    """Each image moved by its own random (dy, dx) in [-shift, shift], the uncovered border filled with ``fill``
+    (the background, -1 after scaling).  Differentiable in ``x``: gradients flow back to the moved pixels."""
+    if shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    d = torch.randint(-shift, shift + 1, (2, n), generator=gen).to(x.device)
+    padded = F.pad(x, (shift, shift, shift, shift), value=fill)
+    rows = torch.arange(h, device=x.device)[None, :] + shift - d[0][:, None]  # (n, h)
+    cols = torch.arange(w, device=x.device)[None, :] + shift - d[1][:, None]  # (n, w)
+    idx = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def train_step(
+    model: DCGAN, opt_g, opt_d, real: torch.Tensor, real_label: float = 0.9, augment: int = 0,
+    gen: torch.Generator | None = None,
+) -> tuple[float, float]:
+    """One discriminator step and one generator step on a real batch; returns (discriminator loss, generator loss).
+
+    ``augment`` > 0 translates every image the discriminator sees, real and fake, in both steps, by up to that many
+    pixels (differentiable augmentation: the generator is trained through it, so it does not learn the shifts)."""
+    G, D0 = model.generator, model.discriminator
+
+    def D(x):
+        return D0(translate(x, augment, gen))
+
     n = real.shape[0]
     z = torch.randn(n, G.z_dim, device=real.device)
     fake = G(z)
@@ -337,6 +369,7 @@ def train(
                 log(f"time limit: {cfg.time_limit} min of training reached after {epoch} epochs")
                 break
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        aug_gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch + 50021)  # per epoch: exact on resume
         bar = Progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs} ", enabled=progress)
         model.train()
         sum_d = sum_g = 0.0
@@ -348,7 +381,7 @@ def train(
                     for pg in opt.param_groups:
                         pg["lr"] = base * f
             real = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(device)]
-            ld, lg = train_step(model, opt_g, opt_d, real, cfg.real_label)
+            ld, lg = train_step(model, opt_g, opt_d, real, cfg.real_label, cfg.augment, aug_gen)
             if ema is not None:
                 update_ema(ema, model.generator, cfg.ema)
             sum_d, sum_g = sum_d + ld, sum_g + lg
