@@ -489,10 +489,11 @@ define(
 ops = torch.ops.deepops
 
 
-def _conv2d_setup(ctx, inputs, output):
-    input, weight, bias, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.geom = (stride, padding, dilation, groups)
+def _save_operands_and_geometry(ctx, inputs, output):
+    """The setup of conv2d and of both its backward ops: each schema is (tensor, tensor, bias or size, stride,
+    padding, dilation, groups); the two tensors are what the gradient formulas need."""
+    ctx.save_for_backward(inputs[0], inputs[1])
+    ctx.geom = tuple(inputs[3:7])
 
 
 def _conv2d_bwd(ctx, grad):
@@ -507,12 +508,6 @@ def _conv2d_bwd(ctx, grad):
     return gi, gw, gb, None, None, None, None
 
 
-def _bwd_input_setup(ctx, inputs, output):
-    grad_output, weight, input_size, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(grad_output, weight)
-    ctx.geom = (stride, padding, dilation, groups)
-
-
 def _bwd_input_bwd(ctx, gg):
     # y = B(go, W) is the adjoint of the convolution: <gg, B(go, W)> = <conv(gg, W), go>
     go, weight = ctx.saved_tensors
@@ -522,12 +517,6 @@ def _bwd_input_bwd(ctx, gg):
     if ctx.needs_input_grad[1]:
         g_w = ops.conv2d_backward_weight(go, gg, list(weight.shape), *ctx.geom)
     return g_go, g_w, None, None, None, None, None
-
-
-def _bwd_weight_setup(ctx, inputs, output):
-    grad_output, input, weight_size, stride, padding, dilation, groups = inputs
-    ctx.save_for_backward(grad_output, input)
-    ctx.geom = (stride, padding, dilation, groups)
 
 
 def _bwd_weight_bwd(ctx, gg):
@@ -576,9 +565,9 @@ def _conv_t_bwd(ctx, grad):
     return gi, gw, gb, None, None, None, None, None
 
 
-torch.library.register_autograd("deepops::conv2d", _conv2d_bwd, setup_context=_conv2d_setup)
-torch.library.register_autograd("deepops::conv2d_backward_input", _bwd_input_bwd, setup_context=_bwd_input_setup)
-torch.library.register_autograd("deepops::conv2d_backward_weight", _bwd_weight_bwd, setup_context=_bwd_weight_setup)
+torch.library.register_autograd("deepops::conv2d", _conv2d_bwd, setup_context=_save_operands_and_geometry)
+torch.library.register_autograd("deepops::conv2d_backward_input", _bwd_input_bwd, setup_context=_save_operands_and_geometry)
+torch.library.register_autograd("deepops::conv2d_backward_weight", _bwd_weight_bwd, setup_context=_save_operands_and_geometry)
 torch.library.register_autograd("deepops::conv2d_backward_bias", _bwd_bias_bwd, setup_context=_bwd_bias_setup)
 torch.library.register_autograd("deepops::conv_transpose2d", _conv_t_bwd, setup_context=_conv_t_setup)
 
