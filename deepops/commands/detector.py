@@ -90,6 +90,15 @@ def _load_model(path: str, device):
     return model.to(device).eval(), state
 
 
+def _decode_settings(args: argparse.Namespace, cfg: dict) -> tuple[float, float]:
+    """(score threshold, NMS IoU): the command line's, else the checkpoint's, else the decoder's defaults."""
+    from ..detection.decode import DEFAULT_IOU, DEFAULT_THRESHOLD
+
+    thr = args.threshold if args.threshold is not None else cfg.get("threshold", DEFAULT_THRESHOLD)
+    iou = args.iou if args.iou is not None else cfg.get("iou", DEFAULT_IOU)
+    return thr, iou
+
+
 def train_main(args: argparse.Namespace) -> int:
     import math
 
@@ -193,9 +202,7 @@ def predict_main(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, state = _load_model(args.checkpoint, device)
-    cfg = state["config"]
-    thr = args.threshold if args.threshold is not None else cfg.get("threshold", 0.4)
-    iou = args.iou if args.iou is not None else cfg.get("iou", 0.4)
+    thr, iou = _decode_settings(args, state["config"])
     seed = EVAL_SEED if args.seed is None else args.seed
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     report = {"checkpoint": str(args.checkpoint), "seed": seed, "images": args.images, "threshold": thr, "iou": iou}
@@ -270,9 +277,7 @@ def count_main(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model, state = _load_model(args.checkpoint, device)
-    cfg = state["config"]
-    thr = args.threshold if args.threshold is not None else cfg.get("threshold", 0.4)
-    iou = args.iou if args.iou is not None else cfg.get("iou", 0.4)
+    thr, iou = _decode_settings(args, state["config"])
     for name in args.images:
         path = Path(name)
         if not path.is_file():
