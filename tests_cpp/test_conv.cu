@@ -16,9 +16,6 @@
 //    backward-input too.
 //    The error bound is tol(dtype) * sum |terms| per output element.
 // Exit status: 0 pass, 1 failure, 77 (skipped) when the host part passes and there is no GPU.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "test_util.h"
+#include "test_util.h"  // first: the CUDA headers come through kernels/arch/config.h
 #include "kernels/conv.h"
 #include "kernels/conv_direct.cuh"
 #include "kernels/conv_igemm.cuh"

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <cstdint>
-#include <cuda_runtime.h>
+#include "arch/config.h"  // CUDA's types and keywords, in the GPU and the emulated build
 
 namespace deepops {
 

@@ -31,6 +31,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "arch/launch.h"
 #include "conv.h"
 #include "conv_common.cuh"
 
@@ -49,18 +50,6 @@ constexpr int64_t kWgradMinChunk = 256;           // pixels per split at least
 constexpr int64_t kWgradMaxSplits = 64;
 
 bool is_depthwise(const ConvShape& s) { return s.C / s.groups == 1; }
-
-int compute_capability_major() {
-  static int cached[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  if (cached[dev] == 0) {
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    cached[dev] = major > 0 ? major : -1;
-  }
-  return cached[dev];
-}
 
 struct WgradPlan {
   int splits = 1;
@@ -91,7 +80,7 @@ void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_
 
 // Runs the implicit GEMM over all groups, in launches of at most 65535 / splits groups (grid.z).
 cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec = false) {
-  const int major = compute_capability_major();
+  const int major = arch::compute_capability_major();
   const bool tc16 = dt == DType::kFloat16 || dt == DType::kBFloat16;
   if (tc16 && major < 8) return cudaErrorNotSupported;
   const bool tc = tc16 || (dt == DType::kFloat32 && allow_tf32 && major >= 8);
@@ -266,7 +255,7 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
   const size_t need = conv2d_workspace_bytes(ConvPass::kForward, dt, s, layout);
   // The vector path when its workspace is there and x is 16-byte aligned; the element gather otherwise.
   if (need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && compute_capability_major() >= 8) {
+      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && arch::compute_capability_major() >= 8) {
     const cudaError_t err = conv::weight_to_krsc(dt, w, workspace, s.K, s.C / s.groups, s.R, s.S, stream);
     if (err != cudaSuccess) return err;
     p.B = workspace;
@@ -284,7 +273,7 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
   const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardInput, dt, s, layout);
   // The vector path (reduction (r, s, k): 8 consecutive k contiguous in dy and in the CRSK weight).
   const bool vec = need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && compute_capability_major() >= 8;
+                   reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && arch::compute_capability_major() >= 8;
   if (vec) {
     const cudaError_t err = conv::weight_to_crsk(dt, w, workspace, s.K, s.C, s.R, s.S, stream);
     if (err != cudaSuccess) return err;
@@ -320,7 +309,7 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
   p.A = transposed ? x : dy, p.B = transposed ? dy : x, p.out = dw;
   const WgradPlan plan = wgrad_plan(s);
   int bm, bn, bk;
-  conv::igemm_tiles(dt, dt == DType::kFloat32 && allow_tf32 && compute_capability_major() >= 8, bm, bn, bk);
+  conv::igemm_tiles(dt, dt == DType::kFloat32 && allow_tf32 && arch::compute_capability_major() >= 8, bm, bn, bk);
   if (plan.splits > 1) {
     p.splits = plan.splits;
     p.ktiles_per_split = static_cast<int>(plan.chunk / bk);

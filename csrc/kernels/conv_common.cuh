@@ -22,6 +22,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "arch/instructions.h"
 #include "common.h"
 #include "conv.h"
 
@@ -41,11 +42,7 @@ struct FastDivmod {
     mul = static_cast<unsigned>(((uint64_t(1) << 32) * ((uint64_t(1) << shr) - d)) / d + 1);
   }
   __host__ __device__ __forceinline__ int div(int n) const {
-#ifdef __CUDA_ARCH__
-    const unsigned t = __umulhi(static_cast<unsigned>(n), mul);
-#else
-    const unsigned t = static_cast<unsigned>((uint64_t(static_cast<unsigned>(n)) * mul) >> 32);
-#endif
+    const unsigned t = arch::mulhi(static_cast<unsigned>(n), mul);
     return static_cast<int>((t + static_cast<unsigned>(n)) >> shr);
   }
   __host__ __device__ __forceinline__ void divmod(int n, int& q, int& r) const {

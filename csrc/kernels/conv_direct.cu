@@ -16,11 +16,10 @@
 // Weight KCRS -> KRSC / CRSK (for the 16-bit NHWC forward / backward-input vector paths of the implicit GEMM).
 // Bias gradient: the same two passes over the channels (a block per channel in NCHW, where a channel's pixels are
 // contiguous; a block per 32 channels x 8 pixel lanes in NHWC, where channels are contiguous).
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
 
+#include "arch/launch.h"
+#include "arch/sync.h"
 #include "conv_common.cuh"
 #include "conv_direct.cuh"
 #include "device_utils.cuh"
@@ -33,10 +32,10 @@ constexpr int kDirectThreads = 256;   // elementwise depthwise kernels
 constexpr int kDirectMinBlocks = 4;   // their launch-bounds occupancy hint (<= 64 registers; without it ptxas
                                       // squeezed the float16 backward-input kernel into 32 registers and spilled on sm_80)
 constexpr int kReduceThreads = 256;   // per-block reductions (weight and bias gradients)
-constexpr int kMaxGridY = 65535;
 constexpr int64_t kSplitTargetBlocks = 1024;  // aim of direct_reduce_splits (shape-only, device independent)
 constexpr int64_t kMinPixelsPerSplit = 2048;
 constexpr int kMaxSplits = 256;
+constexpr int64_t kMaxGridStrideBlocks = 4096;  // grid cap of the grid-stride kernels (reduce, weight transposes)
 
 template <typename T> struct AccOf { using type = float; };
 template <> struct AccOf<double> { using type = double; };
@@ -72,11 +71,11 @@ __global__ void __launch_bounds__(kDirectThreads, kDirectMinBlocks)
 // Fixed-order tree sum of one value per thread of a kReduceThreads block; the result is valid in thread 0.
 template <typename A> __device__ __forceinline__ A block_sum(A v, A* sm) {
   sm[threadIdx.x] = v;
-  __syncthreads();
+  arch::sync_threads();
 #pragma unroll
   for (int s = kReduceThreads / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) sm[threadIdx.x] += sm[threadIdx.x + s];
-    __syncthreads();
+    arch::sync_threads();
   }
   return sm[0];
 }
@@ -136,7 +135,7 @@ __global__ void __launch_bounds__(kReduceThreads) bias_nhwc_kernel(const DirectA
   if (k < p.K)
     for (long long i = begin + row; i < end; i += kBiasLanes) acc += static_cast<A>(to_compute(dy[i * p.K + k]));
   sm[row][lane] = acc;
-  __syncthreads();
+  arch::sync_threads();
   if (row == 0 && k < p.K) {
     A total = sm[0][lane];
     for (int j = 1; j < kBiasLanes; ++j) total += sm[j][lane];
@@ -172,7 +171,7 @@ __global__ void __launch_bounds__(kDirectThreads) weight_krsc_kernel(const T* __
   }
 }
 
-unsigned grid_y(int n) { return static_cast<unsigned>(std::max(1, std::min(n, kMaxGridY))); }
+unsigned grid_y(int n) { return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(n, arch::kMaxGridYZ))); }
 
 }  // namespace
 
@@ -185,26 +184,24 @@ int direct_reduce_splits(int64_t pixels, int64_t outputs) {
 cudaError_t depthwise_forward(DType dt, const DirectParams& p, const void* x, const void* w, const void* bias,
                               void* y, cudaStream_t stream) {
   const DirectArgs a = direct_fwd_args(p);
-  const dim3 grid((a.per_image + kDirectThreads - 1) / kDirectThreads, grid_y(p.N));
+  const dim3 grid(arch::grid_1d(a.per_image, kDirectThreads), grid_y(p.N));
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    depthwise_fwd_kernel<T><<<grid, kDirectThreads, 0, stream>>>(a, static_cast<const T*>(x),
-                                                                 static_cast<const T*>(w),
-                                                                 static_cast<const T*>(bias), static_cast<T*>(y));
-    return cudaGetLastError();
+    return arch::launch<depthwise_fwd_kernel<T>>(grid, kDirectThreads, 0, stream, a, static_cast<const T*>(x),
+                                                 static_cast<const T*>(w), static_cast<const T*>(bias),
+                                                 static_cast<T*>(y));
   });
 }
 
 cudaError_t depthwise_backward_input(DType dt, const DirectParams& p, const void* dy, const void* w,
                                      const void* bias, void* dx, cudaStream_t stream) {
   const DirectArgs a = direct_dgrad_args(p);
-  const dim3 grid((a.per_image + kDirectThreads - 1) / kDirectThreads, grid_y(p.N));
+  const dim3 grid(arch::grid_1d(a.per_image, kDirectThreads), grid_y(p.N));
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    depthwise_dgrad_kernel<T><<<grid, kDirectThreads, 0, stream>>>(a, static_cast<const T*>(dy),
-                                                                   static_cast<const T*>(w),
-                                                                   static_cast<const T*>(bias), static_cast<T*>(dx));
-    return cudaGetLastError();
+    return arch::launch<depthwise_dgrad_kernel<T>>(grid, kDirectThreads, 0, stream, a, static_cast<const T*>(dy),
+                                                   static_cast<const T*>(w), static_cast<const T*>(bias),
+                                                   static_cast<T*>(dx));
   });
 }
 
@@ -217,9 +214,9 @@ cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const voi
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     using A = typename AccOf<T>::type;
-    depthwise_wgrad_kernel<T><<<dim3(static_cast<unsigned>(outputs), splits), kReduceThreads, 0, stream>>>(
-        a, static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<A*>(ws), pixels, chunk);
-    cudaError_t err = cudaGetLastError();
+    cudaError_t err = arch::launch<depthwise_wgrad_kernel<T>>(
+        dim3(static_cast<unsigned>(outputs), splits), kReduceThreads, 0, stream, a, static_cast<const T*>(dy),
+        static_cast<const T*>(x), static_cast<A*>(ws), pixels, chunk);
     if (err != cudaSuccess) return err;
     return reduce_splits(dt, ws, splits, outputs, dw, stream);
   });
@@ -233,13 +230,11 @@ cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void*
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     using A = typename AccOf<T>::type;
-    if (p.nhwc)
-      bias_nhwc_kernel<T><<<dim3((p.K + 31) / 32, splits), kReduceThreads, 0, stream>>>(
-          a, static_cast<const T*>(dy), static_cast<A*>(ws), pixels, chunk);
-    else
-      bias_nchw_kernel<T><<<dim3(p.K, splits), kReduceThreads, 0, stream>>>(a, static_cast<const T*>(dy),
-                                                                            static_cast<A*>(ws), pixels, chunk);
-    cudaError_t err = cudaGetLastError();
+    const cudaError_t err =
+        p.nhwc ? arch::launch<bias_nhwc_kernel<T>>(dim3(arch::grid_1d(p.K, 32), splits), kReduceThreads, 0, stream, a,
+                                                   static_cast<const T*>(dy), static_cast<A*>(ws), pixels, chunk)
+               : arch::launch<bias_nchw_kernel<T>>(dim3(p.K, splits), kReduceThreads, 0, stream, a,
+                                                   static_cast<const T*>(dy), static_cast<A*>(ws), pixels, chunk);
     if (err != cudaSuccess) return err;
     return reduce_splits(dt, ws, splits, p.K, db, stream);
   });
@@ -247,13 +242,12 @@ cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void*
 
 cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  const unsigned blocks = arch::grid_1d(n, kDirectThreads, 1, 0, kMaxGridStrideBlocks);
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     using A = typename AccOf<T>::type;
-    reduce_splits_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
-        static_cast<const A*>(ws), splits, n, static_cast<T*>(out));
-    return cudaGetLastError();
+    return arch::launch<reduce_splits_kernel<T>>(blocks, kDirectThreads, 0, stream, static_cast<const A*>(ws), splits,
+                                                 n, static_cast<T*>(out));
   });
 }
 
@@ -277,12 +271,11 @@ cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_
                            cudaStream_t stream) {
   const int64_t n = K * C * R * S;
   if (n <= 0) return cudaSuccess;
-  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  const unsigned blocks = arch::grid_1d(n, kDirectThreads, 1, 0, kMaxGridStrideBlocks);
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    weight_crsk_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
-        static_cast<const T*>(w), static_cast<T*>(out), n, K, C, R, S);
-    return cudaGetLastError();
+    return arch::launch<weight_crsk_kernel<T>>(blocks, kDirectThreads, 0, stream, static_cast<const T*>(w),
+                                               static_cast<T*>(out), n, K, C, R, S);
   };
   if (dt == DType::kFloat16) return run(__half{});
   if (dt == DType::kBFloat16) return run(__nv_bfloat16{});
@@ -293,12 +286,11 @@ cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_
                            cudaStream_t stream) {
   const int64_t n = K * Cg * R * S;
   if (n <= 0) return cudaSuccess;
-  const int64_t blocks = std::min<int64_t>((n + kDirectThreads - 1) / kDirectThreads, 4096);
+  const unsigned blocks = arch::grid_1d(n, kDirectThreads, 1, 0, kMaxGridStrideBlocks);
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    weight_krsc_kernel<T><<<static_cast<unsigned>(blocks), kDirectThreads, 0, stream>>>(
-        static_cast<const T*>(w), static_cast<T*>(out), n, Cg, R, S);
-    return cudaGetLastError();
+    return arch::launch<weight_krsc_kernel<T>>(blocks, kDirectThreads, 0, stream, static_cast<const T*>(w),
+                                               static_cast<T*>(out), n, Cg, R, S);
   };
   if (dt == DType::kFloat16) return run(__half{});
   if (dt == DType::kBFloat16) return run(__nv_bfloat16{});

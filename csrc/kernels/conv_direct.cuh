@@ -2,9 +2,7 @@
 // can check it without a GPU, and the argument set-up the launchers use.  See conv_direct.cu for the strategy.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+#include "arch/instructions.h"
 #include "conv_common.cuh"
 #include "device_utils.cuh"
 
@@ -52,13 +50,7 @@ inline DirectArgs direct_dgrad_args(const DirectParams& p) {
 template <typename T> __host__ __device__ __forceinline__ typename Compute<T>::type dw_val(T v) { return v; }
 template <> __host__ __device__ __forceinline__ float dw_val(__half v) { return __half2float(v); }
 template <> __host__ __device__ __forceinline__ float dw_val(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __host__ __device__ __forceinline__ T dw_load(const T* q) {
-#ifdef __CUDA_ARCH__
-  return __ldg(q);
-#else
-  return *q;
-#endif
-}
+template <typename T> __host__ __device__ __forceinline__ T dw_load(const T* q) { return arch::ldg(q); }
 
 // Output element idx of image n of the depthwise forward: its value (with bias) and its offset in y.
 template <typename T>

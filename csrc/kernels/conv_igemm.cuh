@@ -25,12 +25,13 @@
 //   entries), adding the bias, or, for a split backward-weight, to its split's slice of the workspace.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 #include <type_traits>
 
+#include "arch/launch.h"
+#include "arch/memory.h"
+#include "arch/mma.h"
+#include "arch/sync.h"
 #include "conv_common.cuh"
 #include "device_utils.cuh"
 
@@ -222,68 +223,6 @@ __host__ __device__ __forceinline__ T gather_window(const T* __restrict__ base, 
   return zero_value<T>();
 }
 
-// ------------------------------------------------------------------------------------------------ tensor cores
-__device__ __forceinline__ uint32_t to_tf32(float x) {
-  uint32_t u;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
-  return u;
-}
-
-// 16-byte asynchronous copy global -> shared; src_bytes = 0 writes 16 zero bytes without reading (the padding).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
-#else
-  __trap();
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cp_async_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-#endif
-}
-
-template <typename T> __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-
-template <> __device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
-
-template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
-  __trap();
-#endif
-}
-
 // ------------------------------------------------------------------------------------------------ the kernel
 // The vector kernels keep no register stage, so even the wide tile fits 2 blocks per SM (<= 128 registers).
 constexpr int kVecMinBlocks = 2;
@@ -310,7 +249,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
                             (L::kStageA * sizeof(typename Cfg::Smem)) % 16 == 0),
                 "16-byte alignment of the cp.async destinations");
 
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  DEEPOPS_DYNAMIC_SHARED(unsigned char, smem_raw);
   Entry* row_a = reinterpret_cast<Entry*>(smem_raw);       // [BM]
   Entry* col_b = row_a + BM;                               // [BN]
   Entry* ktab = col_b + BN;                                // [2][BK][2]: (A entry, B entry) per index, 2 stages
@@ -332,7 +271,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
   for (int i = tid; i < BM; i += kThreads) build_row(p, g, m0 + i, row_a[i], row_out[i]);
   for (int j = tid; j < BN; j += kThreads) build_col(p, g, n0 + j, col_b[j], col_out[j]);
   if (kt_begin < kt_end && tid < BK) build_k(p, kt_begin * BK + tid, ktab[2 * tid], ktab[2 * tid + 1]);
-  __syncthreads();
+  arch::sync_threads();
 
   // Register stage of the next k-tile; element e of this thread is (row, kk) of the tile per the load mapping.
   T ra[EA], rb[EB];
@@ -361,14 +300,14 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
     for (int e = 0; e < EA; ++e) {
       int row, kk;
       a_coord(e, row, kk);
-      if constexpr (Op == kOpTf32) da[L::a_index(row, kk)] = __uint_as_float(to_tf32(ra[e]));
+      if constexpr (Op == kOpTf32) da[L::a_index(row, kk)] = arch::uint_as_float(arch::cvt_rna_tf32(ra[e]));
       else da[L::a_index(row, kk)] = ra[e];
     }
 #pragma unroll
     for (int e = 0; e < EB; ++e) {
       int row, kk;
       b_coord(e, row, kk);
-      if constexpr (Op == kOpTf32) db[L::b_index(row, kk)] = __uint_as_float(to_tf32(rb[e]));
+      if constexpr (Op == kOpTf32) db[L::b_index(row, kk)] = arch::uint_as_float(arch::cvt_rna_tf32(rb[e]));
       else db[L::b_index(row, kk)] = rb[e];
     }
   };
@@ -386,16 +325,16 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       const int h = r.h + k.h, w = r.w + k.w;
       const bool ok = static_cast<unsigned>(h) < static_cast<unsigned>(p.a_lim_h) &&
                       static_cast<unsigned>(w) < static_cast<unsigned>(p.a_lim_w);
-      cp_async16(da + L::a_index(row, kk), ok ? A + r.off + k.off : A, ok ? 16 : 0);
+      arch::cp_async16(da + L::a_index(row, kk), ok ? A + r.off + k.off : A, ok ? 16 : 0);
     }
 #pragma unroll
     for (int i = 0; i < BN * kVecPerRow / kThreads; ++i) {
       const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
       const Entry c = col_b[row], k = kt[2 * kk + 1];
       const bool ok = c.h + k.h == 0 && c.w + k.w == 0;  // weight: plain operand, entries past the edge invalid
-      cp_async16(db + L::b_index(row, kk), ok ? B + c.off + k.off : B, ok ? 16 : 0);
+      arch::cp_async16(db + L::b_index(row, kk), ok ? B + c.off + k.off : B, ok ? 16 : 0);
     }
-    cp_async_commit();
+    arch::cp_async_commit();
   };
 
   // Accumulators and the compute step of one shared stage.
@@ -444,7 +383,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       store_tile(0);
       if (kt_begin + 1 < kt_end && tid < BK)
         build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
-      __syncthreads();
+      arch::sync_threads();
       for (int kt = kt_begin; kt < kt_end; ++kt) {
         const int cur = (kt - kt_begin) & 1;
         const bool more = kt + 1 < kt_end;
@@ -455,7 +394,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           if (kt + 2 < kt_end && tid < BK)
             build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
         }
-        __syncthreads();
+        arch::sync_threads();
       }
     }
 #pragma unroll
@@ -489,10 +428,10 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           const int r0 = wm * WTM + i * 16 + gid;
           if constexpr (Op == kOpTf32) {
             const Smem* q = ta + r0 * L::LDA + ks * KSTEP + t4;
-            af[i][0] = __float_as_uint(q[0]);
-            af[i][1] = __float_as_uint(q[8 * L::LDA]);
-            af[i][2] = __float_as_uint(q[4]);
-            af[i][3] = __float_as_uint(q[8 * L::LDA + 4]);
+            af[i][0] = arch::float_as_uint(q[0]);
+            af[i][1] = arch::float_as_uint(q[8 * L::LDA]);
+            af[i][2] = arch::float_as_uint(q[4]);
+            af[i][3] = arch::float_as_uint(q[8 * L::LDA + 4]);
           } else {
             const Smem* q = ta + r0 * L::LDA + ks * KSTEP + t4 * 2;
             af[i][0] = *reinterpret_cast<const uint32_t*>(q);
@@ -506,8 +445,8 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           const int c0 = wn * WTN + j * 8 + gid;
           if constexpr (Op == kOpTf32) {
             const Smem* q = tb + c0 * L::LDB + ks * KSTEP + t4;
-            bf[j][0] = __float_as_uint(q[0]);
-            bf[j][1] = __float_as_uint(q[4]);
+            bf[j][0] = arch::float_as_uint(q[0]);
+            bf[j][1] = arch::float_as_uint(q[4]);
           } else {
             const Smem* q = tb + c0 * L::LDB + ks * KSTEP + t4 * 2;
             bf[j][0] = *reinterpret_cast<const uint32_t*>(q);
@@ -518,8 +457,8 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
         for (int i = 0; i < MI; ++i)
 #pragma unroll
           for (int j = 0; j < NI; ++j) {
-            if constexpr (Op == kOpTf32) mma_1688_tf32(acc[i][j], af[i], bf[j]);
-            else mma_16816<T>(acc[i][j], af[i], bf[j]);
+            if constexpr (Op == kOpTf32) arch::mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
+            else arch::mma_m16n8k16<T>(acc[i][j], af[i], bf[j]);
           }
       }
     };
@@ -528,8 +467,8 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
         issue_tile(0, 0);
         if (kt_begin + 1 < kt_end && tid < BK)
           build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
-        cp_async_wait_all();
-        __syncthreads();
+        arch::cp_async_wait_all();
+        arch::sync_threads();
         for (int kt = kt_begin; kt < kt_end; ++kt) {
           const int cur = (kt - kt_begin) & 1;
           const bool more = kt + 1 < kt_end;
@@ -537,8 +476,8 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           compute(cur);
           if (more && kt + 2 < kt_end && tid < BK)
             build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
-          cp_async_wait_all();
-          __syncthreads();
+          arch::cp_async_wait_all();
+          arch::sync_threads();
         }
       }
     } else if (kt_begin < kt_end) {
@@ -546,7 +485,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       store_tile(0);
       if (kt_begin + 1 < kt_end && tid < BK)
         build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
-      __syncthreads();
+      arch::sync_threads();
       for (int kt = kt_begin; kt < kt_end; ++kt) {
         const int cur = (kt - kt_begin) & 1;
         const bool more = kt + 1 < kt_end;
@@ -557,7 +496,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           if (kt + 2 < kt_end && tid < BK)
             build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
         }
-        __syncthreads();
+        arch::sync_threads();
       }
     }
 #pragma unroll
@@ -578,16 +517,15 @@ template <typename T, int Op, bool kNarrow, bool kVec = false>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
-  auto kernel = conv_igemm_kernel<T, Op, kNarrow, kVec>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  constexpr auto kernel = conv_igemm_kernel<T, Op, kNarrow, kVec>;
+  cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);  // once per device, not per launch
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;
   const long long gy = (static_cast<long long>(p.Ncol) + Cfg::BN - 1) / Cfg::BN;
   const long long gz = static_cast<long long>(p.group_count) * p.splits;
-  if (gx > INT_MAX || gy > 65535 || gz > 65535) return cudaErrorInvalidValue;
-  kernel<<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)), Cfg::kThreads, smem,
-           stream>>>(p);
-  return cudaGetLastError();
+  if (gx > INT_MAX || gy > arch::kMaxGridYZ || gz > arch::kMaxGridYZ) return cudaErrorInvalidValue;
+  return arch::launch<kernel>(dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)),
+                              Cfg::kThreads, smem, stream, p);
 }
 
 }  // namespace conv

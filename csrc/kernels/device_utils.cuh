@@ -1,10 +1,8 @@
 // Device-side helpers shared by the kernels: conversion of the storage types to their compute type, 16-byte
-// vectors, and the SM count used to size grid-stride launches.
+// vectors, the dtype dispatch.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+#include "arch/launch.h"
 #include "common.h"
 
 namespace deepops {
@@ -22,11 +20,11 @@ template <typename T> __device__ __forceinline__ T from_compute(typename Compute
 template <> __device__ __forceinline__ __half from_compute(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_compute(float v) { return __float2bfloat16_rn(v); }
 
+// Whether a pointer allows 16-byte vector accesses.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
 // N elements of T moved as one aligned access (16 bytes when N * sizeof(T) == 16).
 template <typename T, int N> struct alignas(sizeof(T) * N) Vec { T v[N]; };
-
-// Number of multiprocessors of the current device, cached per device (grid sizing for grid-stride loops).
-int sm_count();
 
 // Dispatch on DType: calls f(T{}) with the matching storage type.
 template <typename F> cudaError_t dispatch_float(DType dt, F&& f) {

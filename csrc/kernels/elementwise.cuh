@@ -82,24 +82,16 @@ __global__ void __launch_bounds__(kEwThreads) binary_kernel(const T* __restrict_
   }
 }
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
-inline unsigned ew_blocks(int64_t nvec, int unroll = kEwUnroll) {
-  const int64_t want = (nvec + kEwThreads * unroll - 1) / (kEwThreads * unroll);
-  const int64_t cap = static_cast<int64_t>(sm_count()) * kEwWaves;
-  return static_cast<unsigned>(want < 1 ? 1 : (want < cap ? want : cap));
-}
-
 template <typename T, typename Op>
 cudaError_t launch_unary(const void* x, void* y, int64_t n, Op op, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
   constexpr int V = 16 / sizeof(T);
   if (aligned16(x) && aligned16(y)) {
-    unary_kernel<T, V, Op><<<ew_blocks(n / V), kEwThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, op);
-  } else {
-    unary_kernel<T, 1, Op><<<ew_blocks(n), kEwThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), n, op);
+    return arch::launch<unary_kernel<T, V, Op>>(arch::grid_1d(n / V, kEwThreads, kEwUnroll, kEwWaves), kEwThreads, 0,
+                                                s, static_cast<const T*>(x), static_cast<T*>(y), n, op);
   }
-  return cudaGetLastError();
+  return arch::launch<unary_kernel<T, 1, Op>>(arch::grid_1d(n, kEwThreads, kEwUnroll, kEwWaves), kEwThreads, 0, s,
+                                              static_cast<const T*>(x), static_cast<T*>(y), n, op);
 }
 
 template <typename T, typename Op>
@@ -107,13 +99,13 @@ cudaError_t launch_binary(const void* a, const void* b, void* y, int64_t n, Op o
   if (n <= 0) return cudaSuccess;
   constexpr int V = 16 / sizeof(T);
   if (aligned16(a) && aligned16(b) && aligned16(y)) {
-    binary_kernel<T, V, Op><<<ew_blocks(n / V, kBinUnroll), kEwThreads, 0, s>>>(
-        static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), n, op);
-  } else {
-    binary_kernel<T, 1, Op><<<ew_blocks(n, kBinUnroll), kEwThreads, 0, s>>>(
-        static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y), n, op);
+    return arch::launch<binary_kernel<T, V, Op>>(arch::grid_1d(n / V, kEwThreads, kBinUnroll, kEwWaves), kEwThreads,
+                                                 0, s, static_cast<const T*>(a), static_cast<const T*>(b),
+                                                 static_cast<T*>(y), n, op);
   }
-  return cudaGetLastError();
+  return arch::launch<binary_kernel<T, 1, Op>>(arch::grid_1d(n, kEwThreads, kBinUnroll, kEwWaves), kEwThreads, 0, s,
+                                               static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(y),
+                                               n, op);
 }
 
 }  // namespace deepops

@@ -33,11 +33,14 @@
 //   temporary storage) + 64 T.  That is ~6.3 MB at 10,000 boxes, ~0.63 GB at 100,000 and ~62.5 GB at 2^20 (the
 //   cap, kNmsMaxBoxes); the sweep's shared memory is 8 T bytes (128 KiB at the cap).  torchvision's CUDA NMS
 //   holds the full n x T mask (n^2 / 8 bytes) and copies it to the host.
-#include <cub/cub.cuh>
-
 #include <cmath>
 #include <cstring>
 
+#include "arch/algorithms.h"
+#include "arch/instructions.h"
+#include "arch/memory.h"
+#include "arch/sync.h"
+#include "arch/warp.h"
 #include "device_utils.cuh"
 #include "nms.h"
 
@@ -51,19 +54,15 @@ constexpr int kSweepThreads = 1024;     // the one block of the large path's swe
 constexpr int kThreads = 256;           // elementwise helper kernels
 constexpr int kIouThreads = 256;        // box_iou: threads along a row of the output
 constexpr size_t kAlign = 256;          // alignment of each workspace buffer
-constexpr int kDefaultSmem = 48 * 1024; // shared memory a kernel gets without opting in
+constexpr int kHelperBlocksPerSm = 8;  // grid cap of the helper kernels (grid-stride beyond)
 
 template <typename C> struct alignas(4 * sizeof(C)) Box { C x1, y1, x2, y2; };
 
 // ------------------------------------------------------------------------------------------ exact arithmetic
-__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
-__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
-__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
-__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
-__device__ __forceinline__ float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-__device__ __forceinline__ double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+using arch::add_rn;
+using arch::div_rn;
+using arch::mul_rn;
+using arch::sub_rn;
 
 template <typename C> __device__ __forceinline__ C area_of(const Box<C>& b) {
   return mul_rn(sub_rn(b.x2, b.x1), sub_rn(b.y2, b.y1));
@@ -102,13 +101,13 @@ template <typename T> __device__ __forceinline__ Box<typename Compute<T>::type> 
 __device__ __forceinline__ uint32_t score_key(float s) {
   if (s != s) return 0xFFFFFFFFu;
   if (s == 0.f) s = 0.f;
-  const uint32_t b = __float_as_uint(s);
+  const uint32_t b = arch::float_as_uint(s);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 __device__ __forceinline__ uint64_t score_key(double s) {
   if (s != s) return ~0ull;
   if (s == 0.0) s = 0.0;
-  const uint64_t b = static_cast<uint64_t>(__double_as_longlong(s));
+  const uint64_t b = arch::double_as_uint64(s);
   return (b >> 63) ? ~b : (b | (1ull << 63));
 }
 // int64 class id -> unsigned key with the same order
@@ -134,7 +133,7 @@ __host__ __device__ __forceinline__ int64_t pair_index(int64_t r, int64_t c) { r
 __device__ __forceinline__ uint64_t resolve_tile(uint64_t removed, uint64_t diag_lo, uint64_t diag_hi, int nb) {
   uint64_t keep = 0;
   for (int b = 0; b < nb; ++b) {
-    const uint64_t row = __shfl_sync(0xFFFFFFFFu, b < 32 ? diag_lo : diag_hi, b & 31);
+    const uint64_t row = arch::shfl(0xFFFFFFFFu, b < 32 ? diag_lo : diag_hi, b & 31);
     if (!((removed >> b) & 1ull)) {
       keep |= 1ull << b;
       removed |= row;
@@ -154,7 +153,7 @@ __global__ void __launch_bounds__(kSmallThreads) nms_small_kernel(const T* __res
   using C = typename Compute<T>::type;
   using K = KeyOf<T>;
   const int tiles = (n + kTile - 1) / kTile;
-  extern __shared__ __align__(32) unsigned char smem[];
+  DEEPOPS_DYNAMIC_SHARED(unsigned char, smem);
   // by decreasing alignment: every array starts aligned
   Box<C>* sbox = reinterpret_cast<Box<C>*>(smem);                                 // n, by rank
   uint64_t* mask = reinterpret_cast<uint64_t*>(sbox + n);                         // n x tiles
@@ -164,7 +163,7 @@ __global__ void __launch_bounds__(kSmallThreads) nms_small_kernel(const T* __res
   int* order = reinterpret_cast<int*>(sarea + n);                                 // rank -> input index
 
   for (int i = threadIdx.x; i < n; i += blockDim.x) key[i] = score_key(to_compute(scores[i]));
-  __syncthreads();
+  arch::sync_threads();
   // rank = number of boxes before i in the stable descending order
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const K ki = key[i];
@@ -175,14 +174,14 @@ __global__ void __launch_bounds__(kSmallThreads) nms_small_kernel(const T* __res
     }
     order[rank] = i;
   }
-  __syncthreads();
+  arch::sync_threads();
   for (int r = threadIdx.x; r < n; r += blockDim.x) {
     const int i = order[r];
     sbox[r] = load_box(boxes, i);
     sarea[r] = area_of(sbox[r]);
     if (idxs) scls[r] = idxs[i];
   }
-  __syncthreads();
+  arch::sync_threads();
   // masks: one (row, column tile) word per work item
   for (int item = threadIdx.x; item < n * tiles; item += blockDim.x) {
     const int r = item / tiles, c = item - r * tiles;
@@ -198,7 +197,7 @@ __global__ void __launch_bounds__(kSmallThreads) nms_small_kernel(const T* __res
     }
     mask[item] = bits;
   }
-  __syncthreads();
+  arch::sync_threads();
   if (threadIdx.x >= 32) return;
   // the sweep, by warp 0: lane w < tiles holds the removed bits of tile w
   const int lane = threadIdx.x;
@@ -206,18 +205,18 @@ __global__ void __launch_bounds__(kSmallThreads) nms_small_kernel(const T* __res
   int64_t count = 0;
   for (int t = 0; t < tiles; ++t) {
     const int nb = min(kTile, n - t * kTile);
-    const uint64_t rem_t = __shfl_sync(0xFFFFFFFFu, removed, t);
+    const uint64_t rem_t = arch::shfl(0xFFFFFFFFu, removed, t);
     const int b0 = t * kTile + lane, b1 = b0 + 32;
     const uint64_t lo = b0 < n ? mask[static_cast<size_t>(b0) * tiles + t] : 0;
     const uint64_t hi = b1 < n ? mask[static_cast<size_t>(b1) * tiles + t] : 0;
     const uint64_t kept = resolve_tile(rem_t, lo, hi, nb);
     if (lane > t && lane < tiles) {
-      for (uint64_t k = kept; k; k &= k - 1) removed |= mask[static_cast<size_t>(t * kTile + __ffsll(k) - 1) * tiles + lane];
+      for (uint64_t k = kept; k; k &= k - 1) removed |= mask[static_cast<size_t>(t * kTile + arch::ffs64(k) - 1) * tiles + lane];
     }
     for (int b = lane; b < nb; b += 32) {
-      if ((kept >> b) & 1ull) keep[count + __popcll(kept & ((1ull << b) - 1))] = order[t * kTile + b];
+      if ((kept >> b) & 1ull) keep[count + arch::popc64(kept & ((1ull << b) - 1))] = order[t * kTile + b];
     }
-    count += __popcll(kept);
+    count += arch::popc64(kept);
   }
   if (lane == 0) *num_kept = count;
 }
@@ -284,10 +283,10 @@ __global__ void __launch_bounds__(kThreads) tile_info(const Box<C>* __restrict__
     }
   }
   for (int off = 16; off > 0; off /= 2) {
-    x1 = min(x1, __shfl_xor_sync(0xFFFFFFFFu, x1, off));
-    y1 = min(y1, __shfl_xor_sync(0xFFFFFFFFu, y1, off));
-    x2 = max(x2, __shfl_xor_sync(0xFFFFFFFFu, x2, off));
-    y2 = max(y2, __shfl_xor_sync(0xFFFFFFFFu, y2, off));
+    x1 = min(x1, arch::shfl_xor(0xFFFFFFFFu, x1, off));
+    y1 = min(y1, arch::shfl_xor(0xFFFFFFFFu, y1, off));
+    x2 = max(x2, arch::shfl_xor(0xFFFFFFFFu, x2, off));
+    y2 = max(y2, arch::shfl_xor(0xFFFFFFFFu, y2, off));
   }
   if (lane == 0) {
     tbox[warp] = {x1, y1, x2, y2};
@@ -329,7 +328,7 @@ __global__ void __launch_bounds__(kTile) mask_kernel(const Box<C>* __restrict__ 
     carea[threadIdx.x] = sarea[col0 + threadIdx.x];
     if (scls) ccls[threadIdx.x] = scls[col0 + threadIdx.x];
   }
-  __syncthreads();
+  arch::sync_threads();
   const int64_t row = r * kTile + threadIdx.x;
   uint64_t bits = 0;
   if (row < n) {
@@ -341,7 +340,7 @@ __global__ void __launch_bounds__(kTile) mask_kernel(const Box<C>* __restrict__ 
     }
   }
   mask[pair * kTile + threadIdx.x] = bits;
-  const int any = __syncthreads_or(bits != 0);
+  const int any = arch::sync_threads_or(bits != 0);
   if (threadIdx.x == 0) flags[pair] = static_cast<uint8_t>(any);
 }
 
@@ -353,11 +352,11 @@ __global__ void __launch_bounds__(kSweepThreads) sweep_kernel(const uint64_t* __
                                                               int64_t* __restrict__ keep,
                                                               uint8_t* __restrict__ kept_by_rank,
                                                               int64_t* __restrict__ num_kept) {
-  extern __shared__ uint64_t removed[];  // tiles words
+  DEEPOPS_DYNAMIC_SHARED(uint64_t, removed);  // tiles words
   __shared__ uint64_t kept_s;
   int64_t count = 0;  // meaningful in warp 0
   for (int t = threadIdx.x; t < tiles; t += blockDim.x) removed[t] = 0;
-  __syncthreads();
+  arch::sync_threads();
   for (int r = 0; r < tiles; ++r) {
     if (threadIdx.x < 32) {
       const int lane = threadIdx.x;
@@ -374,24 +373,24 @@ __global__ void __launch_bounds__(kSweepThreads) sweep_kernel(const uint64_t* __
         if ((kept >> b) & 1ull) {
           const int q = r * kTile + b;
           if (srank) kept_by_rank[srank[q]] = 1;
-          else keep[count + __popcll(kept & ((1ull << b) - 1))] = sorig[q];
+          else keep[count + arch::popc64(kept & ((1ull << b) - 1))] = sorig[q];
         }
       }
-      count += __popcll(kept);
+      count += arch::popc64(kept);
       if (lane == 0) kept_s = kept;
     }
-    __syncthreads();
+    arch::sync_threads();
     const uint64_t kept = kept_s;
     if (kept) {
       for (int c = r + 1 + threadIdx.x; c < tiles; c += blockDim.x) {
         const int64_t pair = pair_index(r, c);
         if (!flags[pair]) continue;
         uint64_t w = 0;
-        for (uint64_t k = kept; k; k &= k - 1) w |= mask[pair * kTile + __ffsll(k) - 1];
+        for (uint64_t k = kept; k; k &= k - 1) w |= mask[pair * kTile + arch::ffs64(k) - 1];
         removed[c] |= w;
       }
     }
-    __syncthreads();
+    arch::sync_threads();
   }
   if (threadIdx.x == 0 && !srank) *num_kept = count;
 }
@@ -432,12 +431,10 @@ template <typename T> struct Plan {
     const int64_t tiles = (n + kTile - 1) / kTile, pairs = tiles * (tiles + 1) / 2;
     // CUB's temporary storage (the largest of the three uses)
     size_t b1 = 0, b2 = 0, b3 = 0;
-    cub::DeviceRadixSort::SortPairsDescending(nullptr, b1, (K*)nullptr, (K*)nullptr, (int*)nullptr, (int*)nullptr, n);
+    arch::sort_pairs_descending(nullptr, b1, (K*)nullptr, (K*)nullptr, (int*)nullptr, (int*)nullptr, n);
     if (batched) {
-      cub::DeviceRadixSort::SortPairs(nullptr, b2, (uint64_t*)nullptr, (uint64_t*)nullptr, (int*)nullptr,
-                                      (int*)nullptr, n);
-      cub::DeviceSelect::Flagged(nullptr, b3, (int*)nullptr, (uint8_t*)nullptr, (int64_t*)nullptr,
-                                 (int64_t*)nullptr, n);
+      arch::sort_pairs(nullptr, b2, (uint64_t*)nullptr, (uint64_t*)nullptr, (int*)nullptr, (int*)nullptr, n);
+      arch::select_flagged(nullptr, b3, (int*)nullptr, (uint8_t*)nullptr, (int64_t*)nullptr, (int64_t*)nullptr, n);
     }
     temp_bytes = b1 > b2 ? (b1 > b3 ? b1 : b3) : (b2 > b3 ? b2 : b3);
     Carver cv{static_cast<unsigned char*>(workspace)};
@@ -470,28 +467,20 @@ template <typename T> size_t small_smem_bytes(int n, bool batched) {
   return n * sizeof(Box<C>) + n * tiles * 8 + n * sizeof(KeyOf<T>) + n * sizeof(C) + (batched ? n * 8 : 0) + n * 4;
 }
 
-cudaError_t allow_smem(const void* kernel, size_t bytes) {
-  if (bytes <= static_cast<size_t>(kDefaultSmem)) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-}
-
-int blocks_for(int64_t n, int threads) {
-  const int64_t b = (n + threads - 1) / threads, cap = static_cast<int64_t>(sm_count()) * 8;
-  return static_cast<int>(b < 1 ? 1 : (b > cap ? cap : b));
-}
+unsigned blocks_for(int64_t n, int threads) { return arch::grid_1d(n, threads, 1, kHelperBlocksPerSm); }
 
 template <typename T>
 cudaError_t nms_impl(const T* boxes, const T* scores, const int64_t* idxs, int n, double threshold, void* workspace,
                      size_t workspace_bytes, int64_t* keep, int64_t* num_kept, cudaStream_t stream) {
   using C = typename Compute<T>::type;
   const C thr = threshold_as<C>(threshold);
-  if (n == 0) return cudaMemsetAsync(num_kept, 0, sizeof(int64_t), stream);
+  if (n == 0) return arch::memset_async(num_kept, 0, sizeof(int64_t), stream);
   if (n <= kSmallMaxBoxes) {
     const size_t smem = small_smem_bytes<T>(n, idxs != nullptr);
-    cudaError_t err = allow_smem(reinterpret_cast<const void*>(&nms_small_kernel<T>), smem);
+    cudaError_t err = arch::allow_dynamic_smem<nms_small_kernel<T>>(smem);
     if (err != cudaSuccess) return err;
-    nms_small_kernel<T><<<1, kSmallThreads, smem, stream>>>(boxes, scores, idxs, n, thr, keep, num_kept);
-    return cudaGetLastError();
+    return arch::launch<nms_small_kernel<T>>(1, kSmallThreads, smem, stream, boxes, scores, idxs, n, thr, keep,
+                                             num_kept);
   }
   const bool batched = idxs != nullptr;
   Plan<T> p(workspace, n, batched);
@@ -500,43 +489,44 @@ cudaError_t nms_impl(const T* boxes, const T* scores, const int64_t* idxs, int n
   const int64_t pairs = static_cast<int64_t>(tiles) * (tiles + 1) / 2;
   cudaError_t err;
   // 1. rank order (stable), then (batched) a stable sort of it by class
-  make_score_keys<T><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(scores, n, p.keys_in, p.iota);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  err = arch::launch<make_score_keys<T>>(blocks_for(n, kThreads), kThreads, 0, stream, scores, n, p.keys_in, p.iota);
+  if (err != cudaSuccess) return err;
   size_t tb = p.temp_bytes;
-  err = cub::DeviceRadixSort::SortPairsDescending(p.temp, tb, p.keys_in, p.keys_out, p.iota, p.order, n, 0,
+  err = arch::sort_pairs_descending(p.temp, tb, p.keys_in, p.keys_out, p.iota, p.order, n, 0,
                                                   static_cast<int>(sizeof(KeyOf<T>) * 8), stream);
   if (err != cudaSuccess) return err;
   if (batched) {
-    make_class_keys<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(idxs, p.order, n, p.ckeys_in, p.piota);
-    if ((err = cudaGetLastError()) != cudaSuccess) return err;
-    tb = p.temp_bytes;
-    err = cub::DeviceRadixSort::SortPairs(p.temp, tb, p.ckeys_in, p.ckeys_out, p.piota, p.by_class, n, 0, 64,
-                                          stream);
+    err = arch::launch<make_class_keys>(blocks_for(n, kThreads), kThreads, 0, stream, idxs, p.order, n, p.ckeys_in,
+                                        p.piota);
     if (err != cudaSuccess) return err;
-    if ((err = cudaMemsetAsync(p.kept_by_rank, 0, n, stream)) != cudaSuccess) return err;
+    tb = p.temp_bytes;
+    err = arch::sort_pairs(p.temp, tb, p.ckeys_in, p.ckeys_out, p.piota, p.by_class, n, 0, 64, stream);
+    if (err != cudaSuccess) return err;
+    if ((err = arch::memset_async(p.kept_by_rank, 0, n, stream)) != cudaSuccess) return err;
   }
   // 2. boxes in that order, tile summaries
-  gather_sorted<T><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(boxes, idxs, p.order, p.by_class, n, p.sbox,
-                                                                      p.sarea, p.sorig, p.srank, p.scls);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
-  tile_info<C><<<(tiles * 32 + kThreads - 1) / kThreads, kThreads, 0, stream>>>(p.sbox, p.sarea, p.scls, n, tiles,
-                                                                               p.tbox, p.tcls);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  err = arch::launch<gather_sorted<T>>(blocks_for(n, kThreads), kThreads, 0, stream, boxes, idxs, p.order,
+                                       p.by_class, n, p.sbox, p.sarea, p.sorig, p.srank, p.scls);
+  if (err != cudaSuccess) return err;
+  // one warp per tile
+  err = arch::launch<tile_info<C>>(arch::grid_1d(int64_t(tiles) * 32, kThreads), kThreads, 0, stream, p.sbox, p.sarea,
+                                   p.scls, n, tiles, p.tbox, p.tcls);
+  if (err != cudaSuccess) return err;
   // 3. masks of the tile pairs that can interact (spatial pruning is valid for thresholds >= 0 only)
   const bool spatial = threshold >= 0.0;
-  mask_kernel<C><<<static_cast<unsigned>(pairs), kTile, 0, stream>>>(p.sbox, p.sarea, p.scls, p.tbox, p.tcls, n, thr,
-                                                                    spatial, p.mask, p.flags);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  err = arch::launch<mask_kernel<C>>(static_cast<unsigned>(pairs), kTile, 0, stream, p.sbox, p.sarea, p.scls, p.tbox,
+                                     p.tcls, n, thr, spatial, p.mask, p.flags);
+  if (err != cudaSuccess) return err;
   // 4. the sweep
   const size_t smem = static_cast<size_t>(tiles) * sizeof(uint64_t);
-  if ((err = allow_smem(reinterpret_cast<const void*>(&sweep_kernel), smem)) != cudaSuccess) return err;
-  sweep_kernel<<<1, kSweepThreads, smem, stream>>>(p.mask, p.flags, p.sorig, p.srank, n, tiles, keep,
-                                                   p.kept_by_rank, num_kept);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  if ((err = arch::allow_dynamic_smem<sweep_kernel>(smem)) != cudaSuccess) return err;
+  err = arch::launch<sweep_kernel>(1, kSweepThreads, smem, stream, p.mask, p.flags, p.sorig, p.srank, n, tiles, keep,
+                                   p.kept_by_rank, num_kept);
+  if (err != cudaSuccess) return err;
   // 5. batched: the kept boxes in rank order
   if (batched) {
     tb = p.temp_bytes;
-    err = cub::DeviceSelect::Flagged(p.temp, tb, p.order, p.kept_by_rank, keep, num_kept, n, stream);
+    err = arch::select_flagged(p.temp, tb, p.order, p.kept_by_rank, keep, num_kept, n, stream);
     if (err != cudaSuccess) return err;
   }
   return cudaSuccess;
@@ -600,11 +590,9 @@ cudaError_t box_iou(DType dt, const void* boxes1, const void* boxes2, int64_t n,
   return dispatch_float(dt, [&](auto t) {
     using T = decltype(t);
     using C = typename Compute<T>::type;
-    const dim3 grid(static_cast<unsigned>((m + kIouThreads - 1) / kIouThreads),
-                    static_cast<unsigned>(n < 65535 ? n : 65535));
-    box_iou_kernel<T><<<grid, kIouThreads, 0, stream>>>(static_cast<const T*>(boxes1), static_cast<const T*>(boxes2),
-                                                         n, m, static_cast<C*>(out));
-    return cudaGetLastError();
+    const dim3 grid(arch::grid_1d(m, kIouThreads), static_cast<unsigned>(n < arch::kMaxGridYZ ? n : arch::kMaxGridYZ));
+    return arch::launch<box_iou_kernel<T>>(grid, kIouThreads, 0, stream, static_cast<const T*>(boxes1),
+                                           static_cast<const T*>(boxes2), n, m, static_cast<C*>(out));
   });
 }
 

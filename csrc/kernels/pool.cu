@@ -19,7 +19,11 @@
 //   windows that contain it (at most ceil(k / s) per dimension, found from the taps) in increasing (oh, ow) and
 //   adds the gradient of those whose index names it.  Each input element is written once by one thread: no
 //   atomics, no zero-fill pass, bitwise deterministic; the sum runs in float for the 16-bit types.
-// * Index arithmetic is 32-bit when every buffer has fewer than 2^31 elements, 64-bit otherwise (huge tensors).
+// * Index arithmetic is 32-bit when every buffer and its grid-stride loop stay below 2^31 (fits32), 64-bit
+//   otherwise (huge tensors).
+#include <algorithm>
+#include <cstdint>
+
 #include "device_utils.cuh"
 #include "pool.h"
 
@@ -214,17 +218,15 @@ __global__ void __launch_bounds__(kPoolThreads, kPoolMinBlocksVec)
 
 // ------------------------------------------------------------------------------------------------------ launch
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+inline unsigned pool_blocks(int64_t work) { return arch::grid_1d(work, kPoolThreads, 1, kPoolWaves); }
 
-inline unsigned pool_blocks(int64_t work) {
-  const int64_t want = (work + kPoolThreads - 1) / kPoolThreads;
-  const int64_t cap = static_cast<int64_t>(sm_count()) * kPoolWaves;
-  return static_cast<unsigned>(want < 1 ? 1 : (want < cap ? want : cap));
-}
-
+// 32-bit index math is safe when every element offset fits AND a grid-stride loop's last step does: a thread at
+// i < total computes i + stride before it leaves, so total + stride must stay below 2^31 (stride is at most
+// kPoolWaves blocks per SM of kPoolThreads threads; about 540k on an H100).
 inline bool fits32(const Pool2dShape& s) {
-  const int64_t lim = (int64_t(1) << 31) - 1;
-  return s.n * s.c * s.h * s.w < lim && s.n * s.c * s.oh * s.ow < lim;
+  const int64_t max_stride = static_cast<int64_t>(arch::sm_count()) * kPoolWaves * kPoolThreads;
+  const int64_t largest = std::max(s.n * s.c * s.h * s.w, s.n * s.c * s.oh * s.ow);
+  return largest + max_stride <= INT32_MAX;
 }
 
 template <typename T, typename I>
@@ -237,19 +239,18 @@ cudaError_t forward_typed(const void* xv, void* yv, int64_t* ind, const Pool2dSh
     const bool vec = s.c % V == 0 && aligned16(x) && aligned16(y) && (ind == nullptr || aligned16(ind));
     if (vec) {
       const I work = static_cast<I>(nout / V);
-      if (ind) fwd_nhwc<T, I, V, true><<<pool_blocks(work), kPoolThreads, 0, st>>>(x, y, ind, s, work);
-      else fwd_nhwc<T, I, V, false><<<pool_blocks(work), kPoolThreads, 0, st>>>(x, y, ind, s, work);
+      if (ind) return arch::launch<fwd_nhwc<T, I, V, true>>(pool_blocks(work), kPoolThreads, 0, st, x, y, ind, s, work);
+      else return arch::launch<fwd_nhwc<T, I, V, false>>(pool_blocks(work), kPoolThreads, 0, st, x, y, ind, s, work);
     } else {
       const I work = static_cast<I>(nout);
-      if (ind) fwd_nhwc<T, I, 1, true><<<pool_blocks(work), kPoolThreads, 0, st>>>(x, y, ind, s, work);
-      else fwd_nhwc<T, I, 1, false><<<pool_blocks(work), kPoolThreads, 0, st>>>(x, y, ind, s, work);
+      if (ind) return arch::launch<fwd_nhwc<T, I, 1, true>>(pool_blocks(work), kPoolThreads, 0, st, x, y, ind, s, work);
+      else return arch::launch<fwd_nhwc<T, I, 1, false>>(pool_blocks(work), kPoolThreads, 0, st, x, y, ind, s, work);
     }
   } else {
     const I work = static_cast<I>(nout);
-    if (ind) fwd_nchw<T, I, true><<<pool_blocks(work), kPoolThreads, 0, st>>>(x, y, ind, s, work);
-    else fwd_nchw<T, I, false><<<pool_blocks(work), kPoolThreads, 0, st>>>(x, y, ind, s, work);
+    if (ind) return arch::launch<fwd_nchw<T, I, true>>(pool_blocks(work), kPoolThreads, 0, st, x, y, ind, s, work);
+    else return arch::launch<fwd_nchw<T, I, false>>(pool_blocks(work), kPoolThreads, 0, st, x, y, ind, s, work);
   }
-  return cudaGetLastError();
 }
 
 template <typename T, typename I>
@@ -262,16 +263,15 @@ cudaError_t backward_typed(const void* gv, const int64_t* ind, void* giv, const 
     constexpr int V = 16 / sizeof(T);
     if (s.c % V == 0 && aligned16(g) && aligned16(gin)) {
       const I work = static_cast<I>(nin / V);
-      bwd_nhwc<T, I, V><<<pool_blocks(work), kPoolThreads, 0, st>>>(g, ind, gin, s, work);
+      return arch::launch<bwd_nhwc<T, I, V>>(pool_blocks(work), kPoolThreads, 0, st, g, ind, gin, s, work);
     } else {
       const I work = static_cast<I>(nin);
-      bwd_nhwc<T, I, 1><<<pool_blocks(work), kPoolThreads, 0, st>>>(g, ind, gin, s, work);
+      return arch::launch<bwd_nhwc<T, I, 1>>(pool_blocks(work), kPoolThreads, 0, st, g, ind, gin, s, work);
     }
   } else {
     const I work = static_cast<I>(nin);
-    bwd_nchw<T, I><<<pool_blocks(work), kPoolThreads, 0, st>>>(g, ind, gin, s, work);
+    return arch::launch<bwd_nchw<T, I>>(pool_blocks(work), kPoolThreads, 0, st, g, ind, gin, s, work);
   }
-  return cudaGetLastError();
 }
 
 }  // namespace
