@@ -381,3 +381,55 @@ def test_conv_transpose2d_1x1_with_output_padding(device, layout):
         g = torch.randn_like(yr)
         for a, r in zip(torch.autograd.grad(y, ours, g), torch.autograd.grad(yr, ref, g)):
             _close(a, r, torch.float64, f"1x1 transposed grads, output_padding={out_pad}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_transpose2d_empty_output_plane(device, dtype):
+    # found by a new user: PyTorch returns an empty 1x8x2x0 tensor (and zero gradients) where the padding eats the
+    # whole width; deepops used to raise.  (PyTorch's float64 CPU path refuses it - "Output size is too small" -
+    # while float32 and CUDA accept it: deepops has the one rule for every dtype, so the reference is float32.)
+    x = torch.randn(1, 2, 6, 4, dtype=dtype, device=device)
+    w = torch.randn(2, 4, 3, 3, dtype=dtype, device=device)
+    b = torch.randn(8, dtype=dtype, device=device)
+    ours = [x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()]
+    ref = [t.float().clone().requires_grad_() for t in (x, w, b)]
+    y = deepops.conv_transpose2d(*ours, padding=4, dilation=2, groups=2)
+    yr = F.conv_transpose2d(*ref, padding=4, dilation=2, groups=2)
+    assert y.shape == yr.shape == (1, 8, 2, 0)
+    y.sum().backward()
+    yr.sum().backward()
+    for a, r, name in zip(ours, ref, ("input", "weight", "bias")):
+        assert a.grad.shape == r.grad.shape and a.grad.abs().sum() == 0 == r.grad.abs().sum(), name
+    # one row more of padding makes the size negative: an error in both
+    with pytest.raises(ValueError, match="negative"):
+        deepops.conv_transpose2d(x, w, padding=5, dilation=2, groups=2)
+    with pytest.raises(RuntimeError):
+        F.conv_transpose2d(x.float(), w.float(), padding=5, dilation=2, groups=2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("which", ["input", "weight", "both", "neither"])
+def test_memory_format_follows_input_or_weight(device, which):
+    # PyTorch: a convolution's output and both gradients are channels_last when the input OR the weight is
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64, device=device)
+    w = torch.randn(6, 2, 3, 3, dtype=torch.float64, device=device)
+    wt = torch.randn(4, 3, 3, 3, dtype=torch.float64, device=device)
+    cl = torch.channels_last
+    xf = x.contiguous(memory_format=cl) if which in ("input", "both") else x
+    wf = w.contiguous(memory_format=cl) if which in ("weight", "both") else w
+    wtf = wt.contiguous(memory_format=cl) if which in ("weight", "both") else wt
+    for name, f_ours, f_ref, weight in (
+        ("conv2d", lambda a, b: deepops.conv2d(a, b, padding=1, groups=2), lambda a, b: F.conv2d(a, b, padding=1, groups=2), wf),
+        ("conv_transpose2d", lambda a, b: deepops.conv_transpose2d(a, b, stride=2), lambda a, b: F.conv_transpose2d(a, b, stride=2), wtf),
+    ):
+        ours = [xf.clone().requires_grad_(), weight.clone().requires_grad_()]
+        ref = [xf.clone().requires_grad_(), weight.clone().requires_grad_()]
+        y, yr = f_ours(*ours), f_ref(*ref)
+        assert y.is_contiguous(memory_format=cl) == yr.is_contiguous(memory_format=cl), f"{name} output ({which})"
+        _close(y, yr, torch.float64, f"{name} ({which})")
+        g = torch.randn_like(yr)  # contiguous, whatever the forward's format
+        got, want = torch.autograd.grad(y, ours, g), torch.autograd.grad(yr, ref, g)
+        for a, r, what in zip(got, want, ("input", "weight")):
+            assert a.is_contiguous(memory_format=cl) == r.is_contiguous(memory_format=cl), f"{name} d{what} ({which})"
+            _close(a, r, torch.float64, f"{name} d{what} ({which})")

@@ -1,15 +1,17 @@
 // CUDA binding of conv2d, its three gradients and conv_transpose2d (schemas: deepops/ops/conv.py).
 //
-// Each op checks its arguments (messages "deepops.<op>: '<arg>' ..."), picks the memory layout from the
-// activation's suggested memory format (channels_last -> the kernels' NHWC, anything else -> NCHW; both are native
-// to the kernels, so a dense tensor of either format is passed without a copy, any other strides are made dense
-// in that format), makes the weight contiguous (KCRS), allocates the output in that format, takes a workspace
+// Each op checks its arguments (messages "deepops.<op>: '<arg>' ..."), picks the memory layout by PyTorch's rule
+// for convolutions (deepops/ops/conv.py, _conv_format): channels_last when EITHER of its two tensor operands
+// suggests channels_last, else NCHW (the kernels' NHWC and NCHW are both native, so a dense tensor of either
+// format is passed without a copy, any other strides are made dense in that format), makes the weight contiguous
+// (KCRS), allocates the output in that format (the weight gradient too), takes a workspace
 // from PyTorch's caching allocator as a byte tensor when the launcher asks for one, and launches on the current
 // stream under a device guard.  float32 uses TF32 tensor cores only when torch.backends.cudnn.allow_tf32 is set
 // (at::globalContext().allowTF32CuDNN()), as PyTorch's own cuDNN convolutions do.
 //
-// Empty problems never reach a kernel: N == 0 or K == 0 gives an empty output, an empty reduction (C == 0, or
-// N == 0 for the weight / bias gradients) gives zeros (plus the bias where there is one).
+// Empty problems never reach a kernel: N == 0 or K == 0 gives an empty output, an empty reduction (C == 0, an
+// empty input plane whose windows all lie in the padding, N == 0 for the weight / bias gradients) gives zeros
+// (plus the bias where there is one).
 #include <ATen/Context.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -63,8 +65,12 @@ std::vector<int64_t> concrete(c10::SymIntArrayRef v, const char* arg, const char
   return out;
 }
 
-ConvLayout layout_of(const at::Tensor& t) {
-  return t.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? ConvLayout::kNHWC : ConvLayout::kNCHW;
+// PyTorch's rule (mkldnn_conv_use_channels_last / cudnn_conv_suggest_memory_format): channels_last when either
+// operand suggests it.
+ConvLayout layout_of(const at::Tensor& a, const at::Tensor& b) {
+  const bool cl = a.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                  (b.dim() == 4 && b.suggest_memory_format() == at::MemoryFormat::ChannelsLast);
+  return cl ? ConvLayout::kNHWC : ConvLayout::kNCHW;
 }
 
 at::MemoryFormat format_of(ConvLayout l) {
@@ -126,7 +132,7 @@ void check_bias(const std::optional<at::Tensor>& bias, const at::Tensor& input, 
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const char* op = "conv2d";
-  check_float_cuda(input, "input", op);
+  check_float_device(input, "input", op);
   check_same(weight, input, "weight", "input", op, /*shape=*/false);
   check_rank4(input, "input", op, "(N, C, H, W)");
   check_rank4(weight, "weight", op, "(C_out, C_in / groups, kH, kW)");
@@ -134,12 +140,12 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
   const ConvShape s = make_shape(input.size(0), input.size(1), input.size(2), input.size(3), weight.size(0),
                                  weight.size(1), weight.size(2), weight.size(3), g, groups, op, "input", "weight");
   check_bias(bias, input, s.K, op);
-  const ConvLayout l = layout_of(input);
-  c10::cuda::CUDAGuard guard(input.device());
+  const ConvLayout l = layout_of(input, weight);
+  DeviceGuard guard(input.device());
   at::Tensor out = at::empty({s.N, s.K, s.P, s.Q}, input.options().memory_format(format_of(l)));
   const bool has_bias = bias.has_value() && bias->defined();
   if (out.numel() == 0) return out;
-  if (s.C == 0) {  // empty reduction
+  if (s.C == 0 || s.H * s.W == 0) {  // an empty reduction, or every window in the padding
     out.zero_();
     if (has_bias) out.add_(bias->view({1, s.K, 1, 1}));
     return out;
@@ -160,12 +166,12 @@ at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight, const std::
 // dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S) (+ bias per channel of dx); op names the messages.
 at::Tensor backward_input_core(const at::Tensor& dy, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                ConvShape s, const char* op, const char* dy_arg) {
-  const ConvLayout l = layout_of(dy);
-  c10::cuda::CUDAGuard guard(dy.device());
+  const ConvLayout l = layout_of(dy, weight);
+  DeviceGuard guard(dy.device());
   at::Tensor dx = at::empty({s.N, s.C, s.H, s.W}, dy.options().memory_format(format_of(l)));
   const bool has_bias = bias.has_value() && bias->defined();
   if (dx.numel() == 0) return dx;
-  if (s.K == 0) {
+  if (s.K == 0 || s.P * s.Q == 0) {  // nothing to gather (an empty gradient plane: conv_transpose2d's empty output)
     dx.zero_();
     if (has_bias) dx.add_(bias->view({1, s.C, 1, 1}));
     return dx;
@@ -187,7 +193,7 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  int64_t groups) {
   const char* op = "conv2d_backward_input";
-  check_float_cuda(grad_output, "grad_output", op);
+  check_float_device(grad_output, "grad_output", op);
   check_same(weight, grad_output, "weight", "grad_output", op, /*shape=*/false);
   check_rank4(grad_output, "grad_output", op, "(N, C_out, H_out, W_out)");
   check_rank4(weight, "weight", op, "(C_out, C_in / groups, kH, kW)");
@@ -207,7 +213,7 @@ at::Tensor conv2d_backward_weight(const at::Tensor& grad_output, const at::Tenso
                                   c10::SymIntArrayRef weight_size, at::IntArrayRef stride, at::IntArrayRef padding,
                                   at::IntArrayRef dilation, int64_t groups) {
   const char* op = "conv2d_backward_weight";
-  check_float_cuda(grad_output, "grad_output", op);
+  check_float_device(grad_output, "grad_output", op);
   check_same(input, grad_output, "input", "grad_output", op, /*shape=*/false);
   check_rank4(grad_output, "grad_output", op, "(N, C_out, H_out, W_out)");
   check_rank4(input, "input", op, "(N, C_in, H, W)");
@@ -222,27 +228,29 @@ at::Tensor conv2d_backward_weight(const at::Tensor& grad_output, const at::Tenso
                     "deepops.", op, ": 'grad_output' must have shape (", s.N, ", ", s.K, ", ", s.P, ", ", s.Q,
                     ") for this input and weight size, got ", grad_output.sizes());
   s.P = grad_output.size(2), s.Q = grad_output.size(3);
-  c10::cuda::CUDAGuard guard(input.device());
-  at::Tensor dw = at::empty({s.K, ws_sz[1], s.R, s.S}, input.options());
+  DeviceGuard guard(input.device());
+  const ConvLayout l = layout_of(grad_output, input);
+  // the kernels write a KCRS weight gradient; a channels_last result is a copy of it
+  at::Tensor dw = at::empty({s.K, ws_sz[1], s.R, s.S}, input.options().memory_format(format_of(l)));
   if (dw.numel() == 0) return dw;
-  if (s.N == 0 || s.P == 0 || s.Q == 0) return dw.zero_();
+  if (s.N == 0 || s.P == 0 || s.Q == 0 || s.H * s.W == 0) return dw.zero_();  // nothing to sum over
   check_supported(s, op);
-  const ConvLayout l = layout_of(input);
+  if (l == ConvLayout::kNHWC) dw = at::empty({s.K, ws_sz[1], s.R, s.S}, input.options());
   const at::Tensor x = input.contiguous(format_of(l)), y = grad_output.contiguous(format_of(l));
   const DType dt = dtype_of(x);
   at::Tensor ws = workspace(ConvPass::kBackwardWeight, s, l, dt, x);
   check_launch(deepops::conv2d_backward_weight(dt, s, l, y.const_data_ptr(), x.const_data_ptr(), dw.mutable_data_ptr(),
                                                allow_tf32(), ws_ptr(ws), ws_size(ws), current_stream()),
                op);
-  return dw;
+  return dw.contiguous(format_of(l));
 }
 
 // -------------------------------------------------------------------------------------------- backward-bias
 at::Tensor conv2d_backward_bias(const at::Tensor& grad_output) {
   const char* op = "conv2d_backward_bias";
-  check_float_cuda(grad_output, "grad_output", op);
+  check_float_device(grad_output, "grad_output", op);
   check_rank4(grad_output, "grad_output", op, "(N, C_out, H_out, W_out)");
-  c10::cuda::CUDAGuard guard(grad_output.device());
+  DeviceGuard guard(grad_output.device());
   const int64_t N = grad_output.size(0), K = grad_output.size(1), P = grad_output.size(2), Q = grad_output.size(3);
   at::Tensor db = at::empty({K}, grad_output.options());
   if (K == 0) return db;
@@ -250,7 +258,7 @@ at::Tensor conv2d_backward_bias(const at::Tensor& grad_output) {
   ConvShape s;  // the bias gradient only reads N, K, P, Q; the rest describes a 1x1 convolution of that size
   s.N = N, s.C = K, s.H = P, s.W = Q, s.K = K, s.R = 1, s.S = 1, s.P = P, s.Q = Q;
   check_supported(s, op);
-  const ConvLayout l = layout_of(grad_output);
+  const ConvLayout l = layout_of(grad_output, grad_output);
   const at::Tensor y = grad_output.contiguous(format_of(l));
   const DType dt = dtype_of(y);
   at::Tensor ws = workspace(ConvPass::kBackwardBias, s, l, dt, y);
@@ -267,7 +275,7 @@ at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight, c
                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
                             int64_t groups, at::IntArrayRef dilation) {
   const char* op = "conv_transpose2d";
-  check_float_cuda(input, "input", op);
+  check_float_device(input, "input", op);
   check_same(weight, input, "weight", "input", op, /*shape=*/false);
   check_rank4(input, "input", op, "(N, C_in, H, W)");
   check_rank4(weight, "weight", op, "(C_in, C_out / groups, kH, kW)");
@@ -286,8 +294,9 @@ at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight, c
   const int64_t R = weight.size(2), S = weight.size(3), Cout = weight.size(1) * groups;
   const int64_t Ho = (H - 1) * g.sh - 2 * g.ph + g.dh * (R - 1) + oph + 1;
   const int64_t Wo = (W - 1) * g.sw - 2 * g.pw + g.dw * (S - 1) + opw + 1;
-  TORCH_CHECK_VALUE(Ho > 0 && Wo > 0, "deepops.", op, ": the output size (", Ho, "x", Wo,
-                    ") is not positive for this input, kernel, stride, padding and dilation");
+  // an empty output plane is a result (PyTorch returns the empty tensor), a negative one an error
+  TORCH_CHECK_VALUE(Ho >= 0 && Wo >= 0, "deepops.", op, ": the output size (", Ho, ", ", Wo, ") is negative: 'padding' (",
+                    g.ph, ", ", g.pw, ") is too large for 'input' ", H, "x", W, " and kernel (", R, ", ", S, ")");
   ConvShape s = make_shape(N, Cout, Ho, Wo, Cin, weight.size(1), R, S, g, groups, op, "output", "weight");
   s.P = H, s.Q = W;  // the extent of dy (this input); output_padding may leave out_extent(Ho) one larger
   check_bias(bias, input, Cout, op);
@@ -296,7 +305,7 @@ at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight, c
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(deepops, CUDA, m) {
+TORCH_LIBRARY_IMPL(deepops, DEEPOPS_DISPATCH_KEY, m) {
   m.impl("conv2d", &conv2d);
   m.impl("conv2d_backward_input", &conv2d_backward_input);
   m.impl("conv2d_backward_weight", &conv2d_backward_weight);

@@ -15,11 +15,14 @@ Ops (schemas in the ``deepops`` namespace; the CUDA binding registers the same n
   the bottom/right before the op, exactly as PyTorch does it.  Unbatched 3-D inputs are unsqueezed here too.
 * Every argument is validated in Python (:func:`_check_conv`), in the public functions, in the CPU kernels and in the
   fake implementations, so the CPU and CUDA back ends raise the same messages ("deepops.conv2d: 'arg' ...").
-* Memory format (the same rule as the CUDA binding's): conv2d, conv_transpose2d and conv2d_backward_input return
-  channels_last when their activation argument (``input``; ``grad_output`` for backward-input) suggests
-  channels_last (``torch._prims_common.suggest_memory_format``, as ``suggest_memory_format()`` in C++), else
-  contiguous NCHW; conv2d_backward_weight returns a contiguous weight gradient and conv2d_backward_bias a 1-D one.
-  Non-contiguous tensors are accepted.
+* Memory format (PyTorch's rule, :func:`_conv_format`; the CUDA binding's ``layout_of`` is the same): every op but
+  the bias gradient returns channels_last when EITHER of its two tensor arguments suggests channels_last
+  (``torch._prims_common.suggest_memory_format``, as ``suggest_memory_format()`` in C++), else contiguous NCHW -
+  the weight gradient included.  The autograd formulas hand ``grad_output`` to the backward ops in the forward's
+  format, so the gradients take the format of (input, weight), as PyTorch's.  Non-contiguous tensors are accepted.
+* Empty outputs (PyTorch's rules; see :func:`_check_conv_t` and :func:`_check_input_plane`): a transposed
+  convolution's output may have zero height or width (a negative one is an error), any op may have an empty batch,
+  and the public functions refuse an input with an empty plane unless the batch or the channels are empty.
 * dtypes: float32 and float64; float16/bfloat16 too (on the CPU computed in float32 and cast back, as PyTorch's CPU
   path also accumulates them in float32).  Output dtype = input dtype; input, weight and bias share dtype and device.
 * Autograd: conv2d's gradient uses the three backward ops (each its own kernel, so it works on every device), and
@@ -179,12 +182,29 @@ def _check_conv_t(input, weight, bias, stride, padding, output_padding, groups, 
                 f"max('stride', 'dilation') = ({max(stride[0], dilation[0])}, {max(stride[1], dilation[1])})"
             )
     Ho, Wo = _transposed_size(input.shape[2], input.shape[3], weight.shape[2:], stride, padding, output_padding, dilation)
-    if Ho <= 0 or Wo <= 0:
+    # An empty output plane is a result, a negative one an error.  PyTorch 2.13 on the CPU: float32 (oneDNN) returns
+    # the empty tensor (and zero gradients), so does every dtype with an empty batch; float64/float16/bfloat16 with
+    # a batch take its slow path, which wants >= 1 ("Output size is too small").  deepops has one rule for every
+    # dtype and device: the float32 / empty-batch one.  Negative sizes fail in PyTorch too, with messages that
+    # depend on the path ("could not construct a memory descriptor", "invalid shape dimension", ...).
+    if Ho < 0 or Wo < 0:
         raise ValueError(
-            f"deepops.{op}: the output size ({Ho}, {Wo}) is not positive: 'padding' {tuple(padding)} is too large "
+            f"deepops.{op}: the output size ({Ho}, {Wo}) is negative: 'padding' {tuple(padding)} is too large "
             f"for 'input' {input.shape[2]}x{input.shape[3]} and kernel {tuple(weight.shape[2:])}"
         )
     return Ho, Wo
+
+
+def _check_input_plane(input, op):
+    """PyTorch's "Only zero batch or zero channel inputs are supported": an input with an empty plane (H or W = 0)
+    is refused unless N or C is 0 too.  Only the public functions apply it: the ops themselves take such inputs,
+    since the gradient of a transposed convolution with an empty output is a conv2d of that empty gradient."""
+    N, C, H, W = input.shape
+    if N != 0 and C != 0 and (H == 0 or W == 0):
+        raise ValueError(
+            f"deepops.{op}: 'input' {tuple(input.shape)} has an empty {H}x{W} plane; as in PyTorch, only an empty "
+            "batch (N = 0) or zero channels may make the input empty"
+        )
 
 
 def _check_grad_output(grad_output, other, other_name, op):
@@ -244,18 +264,29 @@ def _check_backward_weight(grad_output, input, weight_size, stride, padding, dil
 # -------------------------------------------------------------------------------------------- memory formats
 
 
-def _channels_last(t: torch.Tensor) -> bool:
-    return t.dim() == 4 and suggest_memory_format(t) == torch.channels_last
+def _conv_format(a: torch.Tensor, b: torch.Tensor) -> torch.memory_format:
+    """The memory format of a convolution's result from its two tensor operands (input and weight; for the backward
+    ops grad_output and weight / input): channels_last if EITHER suggests channels_last, else contiguous.
+
+    PyTorch's rule, measured on PyTorch 2.13 (CPU, float32/float64/float16/bfloat16): conv2d, conv_transpose2d and
+    both gradients of ``aten.convolution_backward`` (the weight gradient too) come out channels_last when the input
+    or the weight is channels_last, whatever the format of grad_output.  In PyTorch's source (ATen/native/ConvUtils.h
+    and Convolution.cpp, ``_determine_backend_memory_format``) the CPU back ends decide so in
+    ``mkldnn_conv_use_channels_last`` (oneDNN: float32, 16-bit) and ``thnn_conv_use_channels_last`` (the slow
+    paths: float64), and CUDA in ``cudnn_conv_suggest_memory_format`` - the same "input or weight" test, except that
+    cuDNN keeps float64 contiguous; deepops applies the rule to every dtype on both devices.
+    """
+    cl = any(t.dim() == 4 and suggest_memory_format(t) == torch.channels_last for t in (a, b))
+    return torch.channels_last if cl else torch.contiguous_format
 
 
-def _empty4(shape, like: torch.Tensor, channels_last: bool, dtype=None) -> torch.Tensor:
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+def _empty4(shape, like: torch.Tensor, fmt: torch.memory_format, dtype=None) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype or like.dtype, device=like.device, memory_format=fmt)
 
 
-def _finish(out: torch.Tensor, dtype, channels_last: bool) -> torch.Tensor:
-    """The computed NCHW result in the op's dtype and memory format."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+def _finish(out: torch.Tensor, dtype, fmt: torch.memory_format) -> torch.Tensor:
+    """The computed NCHW result in the op's dtype and memory format (an empty one gets the strides of
+    :func:`_empty4`, as the fake implementation's)."""
     return out.to(dtype=dtype).contiguous(memory_format=fmt)
 
 
@@ -321,7 +352,7 @@ def _conv_forward(x, w, stride, padding, dilation, groups):
     out = torch.empty((N, Kc, P, Q), dtype=x.dtype)
     if out.numel() == 0:
         return out
-    if C == 0:
+    if C == 0 or H * W == 0:  # an empty reduction, or every window in the padding: zeros
         return out.zero_()
     if _is_pointwise(R, S, stride, padding, (H, W), (P, Q)):
         col = x.view(N, G, Cg, H * W)
@@ -362,7 +393,7 @@ def _conv_backward_weight(go, x, weight_size, stride, padding, dilation, groups)
     gw = torch.empty((Kc, Cg, R, S), dtype=go.dtype)
     if gw.numel() == 0:
         return gw
-    if N * P * Q == 0:
+    if N * P * Q == 0 or H * W == 0:  # nothing to sum over, or every window in the padding
         return gw.zero_()
     # (G, Kg, N*PQ): the batch goes inside the reduction dimension, so that one GEMM per group does the whole sum
     go_t = go.view(N, G, Kc // G, P * Q).permute(1, 2, 0, 3).reshape(G, Kc // G, N * P * Q)
@@ -389,7 +420,7 @@ def _conv2d_cpu(input, weight, bias, stride, padding, dilation, groups):
     cdt = _compute_dtype(input.dtype)
     out = _conv_forward(_cpu_in(input, cdt), _cpu_in(weight, cdt), stride, padding, dilation, groups)
     _add_bias(out, None if bias is None else _cpu_in(bias, cdt))
-    return _finish(out, input.dtype, _channels_last(input))
+    return _finish(out, input.dtype, _conv_format(input, weight))
 
 
 def _conv2d_backward_input_cpu(grad_output, weight, input_size, stride, padding, dilation, groups):
@@ -398,7 +429,7 @@ def _conv2d_backward_input_cpu(grad_output, weight, input_size, stride, padding,
     gx = _conv_backward_input(
         _cpu_in(grad_output, cdt), _cpu_in(weight, cdt), input_size, stride, padding, dilation, groups
     )
-    return _finish(gx, grad_output.dtype, _channels_last(grad_output))
+    return _finish(gx, grad_output.dtype, _conv_format(grad_output, weight))
 
 
 def _conv2d_backward_weight_cpu(grad_output, input, weight_size, stride, padding, dilation, groups):
@@ -407,7 +438,7 @@ def _conv2d_backward_weight_cpu(grad_output, input, weight_size, stride, padding
     gw = _conv_backward_weight(
         _cpu_in(grad_output, cdt), _cpu_in(input, cdt), weight_size, stride, padding, dilation, groups
     )
-    return _finish(gw, grad_output.dtype, False)
+    return _finish(gw, grad_output.dtype, _conv_format(grad_output, input))
 
 
 def _check_bias_grad(grad_output):
@@ -434,7 +465,7 @@ def _conv_transpose2d_cpu(input, weight, bias, stride, padding, output_padding, 
     size = [input.shape[0], weight.shape[1] * groups, Ho, Wo]
     out = _conv_backward_input(_cpu_in(input, cdt), _cpu_in(weight, cdt), size, stride, padding, dilation, groups)
     _add_bias(out, None if bias is None else _cpu_in(bias, cdt))
-    return _finish(out, input.dtype, _channels_last(input))
+    return _finish(out, input.dtype, _conv_format(input, weight))
 
 
 # ------------------------------------------------------------------------------------------------------- fakes
@@ -442,17 +473,17 @@ def _conv_transpose2d_cpu(input, weight, bias, stride, padding, output_padding, 
 
 def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
     P, Q = _check_conv(input, weight, bias, stride, padding, dilation, groups)
-    return _empty4((input.shape[0], weight.shape[0], P, Q), input, _channels_last(input))
+    return _empty4((input.shape[0], weight.shape[0], P, Q), input, _conv_format(input, weight))
 
 
 def _conv2d_backward_input_fake(grad_output, weight, input_size, stride, padding, dilation, groups):
     input_size = _check_backward_input(grad_output, weight, input_size, stride, padding, dilation, groups)
-    return _empty4(input_size, grad_output, _channels_last(grad_output))
+    return _empty4(input_size, grad_output, _conv_format(grad_output, weight))
 
 
 def _conv2d_backward_weight_fake(grad_output, input, weight_size, stride, padding, dilation, groups):
     weight_size = _check_backward_weight(grad_output, input, weight_size, stride, padding, dilation, groups)
-    return _empty4(weight_size, grad_output, False)
+    return _empty4(weight_size, grad_output, _conv_format(grad_output, input))
 
 
 def _conv2d_backward_bias_fake(grad_output):
@@ -462,7 +493,7 @@ def _conv2d_backward_bias_fake(grad_output):
 
 def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding, groups, dilation):
     Ho, Wo = _check_conv_t(input, weight, bias, stride, padding, output_padding, groups, dilation)
-    return _empty4((input.shape[0], weight.shape[1] * groups, Ho, Wo), input, _channels_last(input))
+    return _empty4((input.shape[0], weight.shape[1] * groups, Ho, Wo), input, _conv_format(input, weight))
 
 
 _GEOM = "int[2] stride, int[2] padding, int[2] dilation, int groups"
@@ -498,6 +529,9 @@ def _save_operands_and_geometry(ctx, inputs, output):
 
 def _conv2d_bwd(ctx, grad):
     input, weight = ctx.saved_tensors
+    # in the forward's format (as PyTorch's convolution_backward does), so that both gradients take the format of
+    # (input, weight) whatever the format of the incoming gradient
+    grad = grad.contiguous(memory_format=_conv_format(input, weight))
     gi = gw = gb = None
     if ctx.needs_input_grad[0]:
         gi = ops.conv2d_backward_input(grad, weight, list(input.shape), *ctx.geom)
@@ -548,6 +582,8 @@ def _conv_t_bwd(ctx, grad):
     # y = B(x, W) + b with B conv2d's backward-data: dL/dx = conv2d(gy, W), dL/dW = Bw(x, gy)
     input, weight = ctx.saved_tensors
     H, W = input.shape[2], input.shape[3]
+    fmt = _conv_format(input, weight)
+    grad = grad.contiguous(memory_format=fmt)  # as in _conv2d_bwd
     gi = gw = gb = None
     if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
         # with output_padding >= stride (allowed when dilation > stride) the convolution of the output has rows and
@@ -556,7 +592,7 @@ def _conv_t_bwd(ctx, grad):
     if ctx.needs_input_grad[0]:
         gi = ops.conv2d(grad, weight, None, *ctx.geom)
         if (P, Q) != (H, W):
-            gi = gi[:, :, :H, :W]
+            gi = gi[:, :, :H, :W].contiguous(memory_format=fmt)
     if ctx.needs_input_grad[1]:
         x = input if (P, Q) == (H, W) else F.pad(input, (0, Q - W, 0, P - H))
         gw = ops.conv2d_backward_weight(x, grad, list(weight.shape), *ctx.geom)
@@ -616,6 +652,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     else:
         padding = _pair(padding, "padding", op)
     _check_conv(x, weight, bias, stride, padding, dilation, groups, op)
+    _check_input_plane(x, op)
     out = ops.conv2d(x, weight, bias, list(stride), list(padding), list(dilation), groups)
     return out.squeeze(0) if unbatched else out
 
@@ -639,6 +676,7 @@ def conv_transpose2d(
     output_padding = _pair(output_padding, "output_padding", op)
     dilation = _pair(dilation, "dilation", op)
     _check_conv_t(x, weight, bias, stride, padding, output_padding, groups, dilation, op)
+    _check_input_plane(x, op)
     out = ops.conv_transpose2d(
         x, weight, bias, list(stride), list(padding), list(output_padding), groups, list(dilation)
     )
