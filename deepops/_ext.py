@@ -1,8 +1,14 @@
-"""Loading the CUDA extension ``deepops._C`` and explaining, clearly, why it is not there when it is not."""
+"""Loading the extensions and explaining, clearly, why one is not there when it is not.
+
+* ``deepops._C``: the CUDA kernels, registered for CUDA tensors.
+* ``deepops._C_emu``: the same kernels and bindings built for the CPU (``DEEPOPS_EMULATE_CUDA=1`` at install), run by
+  an emulated launch; registered for CPU tensors instead of the Numba kernels when ``DEEPOPS_CPU_BACKEND=cuda-emu``.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 
 import torch
 
@@ -53,6 +59,40 @@ def cuda_extension_loaded() -> bool:
 def load_error() -> str | None:
     load()
     return _error
+
+
+#: the values of DEEPOPS_CPU_BACKEND: the Numba kernels (default) or the CUDA kernels run by the emulator
+CPU_BACKENDS = ("numba", "cuda-emu")
+
+EMU_BUILD_HELP = (
+    "Build the emulated CUDA kernels (no GPU needed, only the CUDA toolkit's headers):\n"
+    "    CUDA_HOME=/usr/local/cuda DEEPOPS_EMULATE_CUDA=1 pip install --no-build-isolation -e .\n"
+    "or unset DEEPOPS_CPU_BACKEND to use the Numba CPU kernels."
+)
+
+
+def cpu_backend() -> str:
+    """Which kernels run the ops on CPU tensors, from ``DEEPOPS_CPU_BACKEND`` (read once, at import)."""
+    value = os.environ.get("DEEPOPS_CPU_BACKEND", "").strip().lower() or "numba"
+    if value not in CPU_BACKENDS:
+        raise ValueError(f"DEEPOPS_CPU_BACKEND={value!r}: expected one of {', '.join(CPU_BACKENDS)}")
+    return value
+
+
+def load_emulated():
+    """Import ``deepops._C_emu`` (which registers the emulated CUDA kernels for CPU tensors) and return it."""
+    try:
+        return importlib.import_module("deepops._C_emu")
+    except ImportError as exc:
+        raise ImportError(
+            f"DEEPOPS_CPU_BACKEND=cuda-emu but the emulated CUDA kernels (deepops._C_emu) could not be loaded: {exc}"
+            f"\n{EMU_BUILD_HELP}"
+        ) from exc
+
+
+def emulator():
+    """The emulated extension's module (schedule and launch-count controls) when it is the CPU backend, else None."""
+    return load_emulated() if cpu_backend() == "cuda-emu" else None
 
 
 def missing_cuda_kernel(qualname: str):

@@ -39,7 +39,13 @@ def info() -> dict:
         "cuda_arch_list": cfg.get("cuda_arch_list"),
         "built_with_torch": cfg.get("torch_version"),
         "gpu": gpu,
-        "backend_cpu": "numba",
+        "emulated_cuda_built": bool(cfg.get("emulated")),
+        "backend_cpu": (
+            "deepops CUDA kernels, emulated on the CPU (DEEPOPS_CPU_BACKEND=cuda-emu; schedule "
+            f"{_ext.emulator().schedule()})"
+            if _library.CPU_BACKEND == "cuda-emu"
+            else "numba"
+        ),
         "backend_cuda": "deepops CUDA kernels" if loaded else "unavailable (extension not built)",
         "ops": [f"deepops::{n}" for n in _library.OP_NAMES],
     }

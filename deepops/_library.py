@@ -3,7 +3,8 @@
 Every deepops op is declared here once, in the ``deepops`` namespace of the PyTorch dispatcher:
 
 * its schema (``LIB.define``),
-* its CPU kernel (Numba, registered from Python with ``LIB.impl(..., "CPU")``),
+* its CPU kernel (Numba, registered from Python with ``LIB.impl(..., "CPU")``; or, with
+  ``DEEPOPS_CPU_BACKEND=cuda-emu``, the CUDA kernels run on the CPU by ``deepops._C_emu``),
 * its CUDA kernel (C++, registered by the extension ``deepops._C`` with ``TORCH_LIBRARY_IMPL(deepops, CUDA, m)``),
 * its fake (meta) implementation (``torch.library.register_fake``) so that ``torch.compile`` can trace it,
 * its autograd formula (``torch.library.register_autograd``).
@@ -23,6 +24,9 @@ from . import _ext
 
 LIB = torch.library.Library("deepops", "DEF")
 
+#: the kernels of CPU tensors: "numba" or "cuda-emu" (DEEPOPS_CPU_BACKEND, read once at import)
+CPU_BACKEND = _ext.cpu_backend()
+
 #: names of the ops defined so far (without the namespace), in definition order
 OP_NAMES: list[str] = []
 
@@ -37,7 +41,8 @@ def define(schema: str, cpu: Callable, fake: Callable) -> str:
     """
     name = schema.split("(", 1)[0].strip()
     LIB.define(schema)
-    LIB.impl(name, cpu, "CPU")
+    if CPU_BACKEND == "numba":  # else deepops._C_emu registers the CPU kernels (load_cuda_kernels)
+        LIB.impl(name, cpu, "CPU")
     qualname = f"deepops::{name}"
     torch.library.register_fake(qualname, fake, lib=LIB)
     OP_NAMES.append(name)
@@ -45,7 +50,10 @@ def define(schema: str, cpu: Callable, fake: Callable) -> str:
 
 
 def load_cuda_kernels() -> None:
-    """Load the CUDA extension once every schema is defined; without it, CUDA calls raise a how-to-build error."""
+    """Load the CUDA extension once every schema is defined; without it, CUDA calls raise a how-to-build error.
+    With the cuda-emu CPU backend, load the emulated kernels too (an error if they were not built)."""
+    if CPU_BACKEND == "cuda-emu":
+        _ext.load_emulated()
     if not _ext.load():
         for name in OP_NAMES:
             LIB.impl(name, _ext.missing_cuda_kernel(f"deepops::{name}"), "CUDA")

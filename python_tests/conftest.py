@@ -24,6 +24,16 @@ except ImportError:  # hypothesis is a test extra; only the fuzz tests need it
     pass
 
 HAS_CUDA = torch.cuda.is_available() and _ext.cuda_extension_loaded()
+
+#: the ops on CPU tensors run the CUDA kernels under the emulator (DEEPOPS_CPU_BACKEND=cuda-emu)
+EMULATED = _ext.cpu_backend() == "cuda-emu"
+if EMULATED:
+    # The CUDA binding takes float32 convolutions to TF32 tensor cores when cuDNN may (PyTorch's default); on CPU
+    # tensors PyTorch itself never does, so the parity tests compare exact float32.  test_emulated.py covers TF32.
+    torch.backends.cudnn.allow_tf32 = False
+    # the emulated kernels are several hundred times slower than the Numba ones: fewer calls in the memory test
+    # (test_reliability.py), which then still finds a leak of a few KiB per call
+    os.environ.setdefault("DEEPOPS_MEMORY_CALLS", "600")
 CUDA_SKIP_REASON = (
     "no CUDA GPU visible"
     if not torch.cuda.is_available()

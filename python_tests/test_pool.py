@@ -283,3 +283,19 @@ def test_nn_maxpool2d_drop_in(device):
     seq = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), deepops.nn.MaxPool2d(2)).to(device)
     seq(torch.randn(1, 3, 8, 8, device=device)).sum().backward()
     assert seq[0].weight.grad is not None
+
+
+@pytest.mark.cuda
+def test_near_int32_limit():
+    # NCHW 8191x64x64x64 = 2^31 - 262144 elements: the 32-bit grid-stride loops overflowed within one grid stride
+    # of 2^31 (pool.cu's fits32 now takes the 64-bit kernels here).  A 1x1 window makes the output the input; the
+    # elements at the end are the ones the overflow missed.  About 9 GB of GPU memory in float16.
+    if torch.cuda.get_device_properties(0).total_memory < 24 * 2**30:
+        pytest.skip("needs a GPU with 24 GiB")
+    x = torch.randn(8191, 64, 64, 64, dtype=torch.float16, device="cuda")
+    y = deepops.max_pool2d(x, 1)
+    assert torch.equal(y[-2:], x[-2:]) and torch.equal(y[:2], x[:2])
+    del y
+    y, ind = deepops.max_pool2d(x, 2, return_indices=True)
+    ref, ref_ind = torch.nn.functional.max_pool2d(x[-3:], 2, return_indices=True)
+    assert torch.equal(y[-3:], ref) and torch.equal(ind[-3:], ref_ind)

@@ -226,7 +226,7 @@ inline unsigned pool_blocks(int64_t work) { return arch::grid_1d(work, kPoolThre
 inline bool fits32(const Pool2dShape& s) {
   const int64_t max_stride = static_cast<int64_t>(arch::sm_count()) * kPoolWaves * kPoolThreads;
   const int64_t largest = std::max(s.n * s.c * s.h * s.w, s.n * s.c * s.oh * s.ow);
-  return largest + max_stride <= INT32_MAX;
+  return largest + max_stride <= INT32_MAX && !arch::force_64bit_indices();
 }
 
 template <typename T, typename I>
@@ -275,6 +275,8 @@ cudaError_t backward_typed(const void* gv, const int64_t* ind, void* giv, const 
 }
 
 }  // namespace
+
+bool max_pool2d_uses_32bit_indices(const Pool2dShape& s) { return fits32(s); }
 
 cudaError_t max_pool2d_forward(DType dt, const void* x, void* y, int64_t* indices, const Pool2dShape& s,
                                bool channels_last, cudaStream_t stream) {

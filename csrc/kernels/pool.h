@@ -12,6 +12,10 @@ struct Pool2dShape {
   int kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
+// Whether the launchers take the kernels' 32-bit index variant for this shape: every element offset and the last
+// step of every grid-stride loop must fit in int32 (else the 64-bit variant).
+bool max_pool2d_uses_32bit_indices(const Pool2dShape& s);
+
 // y (and indices, unless it is nullptr) have the layout of x: (N, C, OH, OW) NCHW- or NHWC-contiguous.
 cudaError_t max_pool2d_forward(DType dt, const void* x, void* y, int64_t* indices, const Pool2dShape& s,
                                bool channels_last, cudaStream_t stream);

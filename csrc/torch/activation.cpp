@@ -9,8 +9,8 @@ namespace deepops_torch {
 namespace {
 
 at::Tensor relu(const at::Tensor& self) {
-  check_float_cuda(self, "self", "relu");
-  c10::cuda::CUDAGuard guard(self.device());
+  check_float_device(self, "self", "relu");
+  DeviceGuard guard(self.device());
   at::Tensor out = at::empty_like(self);
   at::Tensor x = like(self, out);
   check_launch(deepops::relu_forward(dtype_of(x), x.const_data_ptr(), out.mutable_data_ptr(), x.numel(),
@@ -20,8 +20,8 @@ at::Tensor relu(const at::Tensor& self) {
 }
 
 void relu_(const at::Tensor& self) {
-  check_float_cuda(self, "self", "relu_");
-  c10::cuda::CUDAGuard guard(self.device());
+  check_float_device(self, "self", "relu_");
+  DeviceGuard guard(self.device());
   if (self.is_non_overlapping_and_dense()) {
     check_launch(deepops::relu_forward(dtype_of(self), self.const_data_ptr(), self.mutable_data_ptr(),
                                        self.numel(), current_stream()),
@@ -32,9 +32,9 @@ void relu_(const at::Tensor& self) {
 }
 
 at::Tensor relu_backward(const at::Tensor& grad, const at::Tensor& result) {
-  check_float_cuda(grad, "grad", "relu_backward");
+  check_float_device(grad, "grad", "relu_backward");
   check_same(grad, result, "grad", "result", "relu_backward");
-  c10::cuda::CUDAGuard guard(result.device());
+  DeviceGuard guard(result.device());
   at::Tensor out = at::empty_like(result);
   at::Tensor g = like(grad, out), r = like(result, out);
   check_launch(deepops::relu_backward(dtype_of(out), g.const_data_ptr(), r.const_data_ptr(), out.mutable_data_ptr(),
@@ -44,8 +44,8 @@ at::Tensor relu_backward(const at::Tensor& grad, const at::Tensor& result) {
 }
 
 at::Tensor leaky_relu(const at::Tensor& self, double slope) {
-  check_float_cuda(self, "self", "leaky_relu");
-  c10::cuda::CUDAGuard guard(self.device());
+  check_float_device(self, "self", "leaky_relu");
+  DeviceGuard guard(self.device());
   at::Tensor out = at::empty_like(self);
   at::Tensor x = like(self, out);
   check_launch(deepops::leaky_relu_forward(dtype_of(x), x.const_data_ptr(), out.mutable_data_ptr(), x.numel(), slope,
@@ -55,8 +55,8 @@ at::Tensor leaky_relu(const at::Tensor& self, double slope) {
 }
 
 void leaky_relu_(const at::Tensor& self, double slope) {
-  check_float_cuda(self, "self", "leaky_relu_");
-  c10::cuda::CUDAGuard guard(self.device());
+  check_float_device(self, "self", "leaky_relu_");
+  DeviceGuard guard(self.device());
   if (self.is_non_overlapping_and_dense()) {
     check_launch(deepops::leaky_relu_forward(dtype_of(self), self.const_data_ptr(), self.mutable_data_ptr(),
                                              self.numel(), slope, current_stream()),
@@ -67,9 +67,9 @@ void leaky_relu_(const at::Tensor& self, double slope) {
 }
 
 at::Tensor leaky_relu_backward(const at::Tensor& grad, const at::Tensor& self, double slope) {
-  check_float_cuda(grad, "grad", "leaky_relu_backward");
+  check_float_device(grad, "grad", "leaky_relu_backward");
   check_same(grad, self, "grad", "self", "leaky_relu_backward");
-  c10::cuda::CUDAGuard guard(self.device());
+  DeviceGuard guard(self.device());
   at::Tensor out = at::empty_like(self);
   at::Tensor g = like(grad, out), x = like(self, out);
   check_launch(deepops::leaky_relu_backward(dtype_of(out), g.const_data_ptr(), x.const_data_ptr(),
@@ -80,7 +80,7 @@ at::Tensor leaky_relu_backward(const at::Tensor& grad, const at::Tensor& self, d
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(deepops, CUDA, m) {
+TORCH_LIBRARY_IMPL(deepops, DEEPOPS_DISPATCH_KEY, m) {
   m.impl("relu", &relu);
   m.impl("relu_", &relu_);
   m.impl("relu_backward", &relu_backward);

@@ -1,13 +1,28 @@
-// Helpers shared by the bindings: argument checks that raise clear Python exceptions, the current stream,
-// layout matching, and turning a launcher's cudaError_t into an exception.
+// Helpers shared by the bindings: argument checks that raise clear Python exceptions, the device guard and the
+// current stream, layout matching, and turning a launcher's cudaError_t into an exception.
+//
+// The same bindings serve two builds.  The CUDA build (deepops._C) registers the kernels for CUDA tensors.  The
+// emulated build (deepops._C_emu, DEEPOPS_EMULATE: the kernels run on the CPU through csrc/kernels/arch/emulator.cpp)
+// registers the very same bindings for CPU tensors, so that torch.ops.deepops.* runs the CUDA kernels' code on the
+// CPU; there the "device" is the CPU, the stream is null and the guard does nothing.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
+#if !defined(DEEPOPS_EMULATE)
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#endif
 
+#include "../kernels/arch/runtime.h"
 #include "../kernels/common.h"
+
+// The dispatch key the bindings register under (TORCH_LIBRARY_IMPL(deepops, DEEPOPS_DISPATCH_KEY, m)).
+#if defined(DEEPOPS_EMULATE)
+#define DEEPOPS_DISPATCH_KEY CPU
+#else
+#define DEEPOPS_DISPATCH_KEY CUDA
+#endif
 
 namespace deepops_torch {
 
@@ -24,8 +39,24 @@ inline DType dtype_of(const at::Tensor& t) {
   return DType::kFloat32;
 }
 
-inline void check_float_cuda(const at::Tensor& t, const char* arg, const char* op) {
-  TORCH_CHECK(t.is_cuda(), "deepops.", op, ": '", arg, "' must be a CUDA tensor, got one on ", t.device());
+#if defined(DEEPOPS_EMULATE)
+inline bool on_kernel_device(const at::Tensor& t) { return t.is_cpu(); }
+constexpr const char* kKernelDevice = "CPU (emulated CUDA)";
+// Nothing to guard: the emulated device is the CPU.
+struct DeviceGuard {
+  explicit DeviceGuard(const c10::Device&) {}
+};
+inline cudaStream_t current_stream() { return nullptr; }
+#else
+inline bool on_kernel_device(const at::Tensor& t) { return t.is_cuda(); }
+constexpr const char* kKernelDevice = "CUDA";
+using DeviceGuard = c10::cuda::CUDAGuard;
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
+
+inline void check_float_device(const at::Tensor& t, const char* arg, const char* op) {
+  TORCH_CHECK(on_kernel_device(t), "deepops.", op, ": '", arg, "' must be a ", kKernelDevice, " tensor, got one on ",
+              t.device());
   const auto s = t.scalar_type();
   TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "deepops.", op,
                    ": '", arg, "' has dtype ", s, "; supported dtypes are float16, bfloat16, float32 and float64");
@@ -42,8 +73,6 @@ inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* na,
                       "' has shape ", b.sizes());
 }
 
-inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
-
 // t with the strides of the dense tensor ref, copying only when they differ.
 inline at::Tensor like(const at::Tensor& t, const at::Tensor& ref) {
   if (t.strides() == ref.strides()) return t;
@@ -53,7 +82,7 @@ inline at::Tensor like(const at::Tensor& t, const at::Tensor& ref) {
 }
 
 inline void check_launch(cudaError_t err, const char* op) {
-  TORCH_CHECK(err == cudaSuccess, "deepops.", op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
+  TORCH_CHECK(err == cudaSuccess, "deepops.", op, ": CUDA kernel launch failed: ", deepops::arch::error_string(err));
 }
 
 }  // namespace deepops_torch

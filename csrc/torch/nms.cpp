@@ -11,7 +11,7 @@ namespace deepops_torch {
 namespace {
 
 void check_boxes(const at::Tensor& t, const char* arg, const char* op) {
-  check_float_cuda(t, arg, op);
+  check_float_device(t, arg, op);
   TORCH_CHECK_VALUE(t.dim() == 2 && t.size(1) == 4, "deepops.", op, ": '", arg,
                     "' must have shape (N, 4) as (x1, y1, x2, y2), got ", t.sizes());
 }
@@ -41,7 +41,7 @@ at::Tensor run_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::
                     " boxes per call on the GPU (its memory grows as N^2 / 16 bytes), got ", n);
   auto long_opts = boxes.options().dtype(at::kLong);
   if (n == 0) return at::empty({0}, long_opts);
-  c10::cuda::CUDAGuard guard(boxes.device());
+  DeviceGuard guard(boxes.device());
   const at::Tensor b = boxes.contiguous(), s = scores.contiguous();
   if (idxs) cls = idxs->to(at::kLong).contiguous();
   const DType dt = dtype_of(b);
@@ -71,7 +71,7 @@ at::Tensor box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2) {
   check_boxes(boxes1, "boxes1", "box_iou");
   check_boxes(boxes2, "boxes2", "box_iou");
   check_same(boxes1, boxes2, "boxes1", "boxes2", "box_iou", /*shape=*/false);
-  c10::cuda::CUDAGuard guard(boxes1.device());
+  DeviceGuard guard(boxes1.device());
   const auto st = boxes1.scalar_type();
   const auto out_type = (st == at::kHalf || st == at::kBFloat16) ? at::kFloat : st;
   at::Tensor out = at::empty({boxes1.size(0), boxes2.size(0)}, boxes1.options().dtype(out_type));
@@ -85,7 +85,7 @@ at::Tensor box_iou(const at::Tensor& boxes1, const at::Tensor& boxes2) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(deepops, CUDA, m) {
+TORCH_LIBRARY_IMPL(deepops, DEEPOPS_DISPATCH_KEY, m) {
   m.impl("nms", &nms);
   m.impl("batched_nms", &batched_nms);
   m.impl("box_iou", &box_iou);

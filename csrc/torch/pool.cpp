@@ -26,7 +26,7 @@ int64_t out_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d, bool cei
 
 Args check_args(const at::Tensor& input, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d,
                 const char* op) {
-  check_float_cuda(input, "input", op);
+  check_float_device(input, "input", op);
   const auto dim = input.dim();
   TORCH_CHECK_VALUE((dim == 3 || dim == 4) && input.size(-1) != 0 && input.size(-2) != 0 && input.size(-3) != 0,
                     "deepops.", op, ": 'input' must be (C, H, W) or (N, C, H, W) with non-zero C, H and W (N may be "
@@ -75,7 +75,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
                                            at::IntArrayRef p, at::IntArrayRef d, bool ceil_mode, bool with_ind,
                                            const char* op) {
   const Args a = check_args(input, k, s, p, d, op);
-  c10::cuda::CUDAGuard guard(input.device());
+  DeviceGuard guard(input.device());
   const bool three = input.dim() == 3;
   const at::Tensor in4 = three ? input.unsqueeze(0) : input;
   const auto sh = shape_of(in4, a, ceil_mode, op);
@@ -113,7 +113,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
                                bool ceil_mode) {
   const char* op = "max_pool2d_backward";
   const Args a = check_args(input, k, s, p, d, op);
-  c10::cuda::CUDAGuard guard(input.device());
+  DeviceGuard guard(input.device());
   const bool three = input.dim() == 3;
   const at::Tensor in4 = three ? input.unsqueeze(0) : input;
   const auto sh = shape_of(in4, a, ceil_mode, op);
@@ -144,7 +144,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(deepops, CUDA, m) {
+TORCH_LIBRARY_IMPL(deepops, DEEPOPS_DISPATCH_KEY, m) {
   m.impl("max_pool2d_with_indices", &max_pool2d_with_indices);
   m.impl("max_pool2d", &max_pool2d);
   m.impl("max_pool2d_backward", &max_pool2d_backward);

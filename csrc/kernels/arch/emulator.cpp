@@ -414,6 +414,31 @@ Schedule schedule(uint64_t* seed) {
   return settings().schedule;
 }
 
+namespace {
+std::vector<std::string>& registry() {
+  static std::vector<std::string> r;
+  return r;
+}
+bool g_force_64bit = false;
+}  // namespace
+
+bool register_kernel(const char* kernel_name) {
+  std::lock_guard<std::mutex> lock(settings().m);
+  registry().emplace_back(kernel_name);
+  return true;
+}
+
+std::vector<std::string> registered_kernels() {
+  std::lock_guard<std::mutex> lock(settings().m);
+  std::vector<std::string> r = registry();
+  std::sort(r.begin(), r.end());
+  r.erase(std::unique(r.begin(), r.end()), r.end());
+  return r;
+}
+
+void set_force_64bit_indices(bool on) { g_force_64bit = on; }
+bool force_64bit_indices() { return g_force_64bit; }
+
 std::vector<std::pair<std::string, long long>> kernel_launch_counts() {
   std::lock_guard<std::mutex> lock(settings().m);
   return {settings().launches.begin(), settings().launches.end()};

@@ -75,6 +75,16 @@ Schedule schedule(uint64_t* seed = nullptr);
 // Parses "forward" / "reverse" / "shuffle" / "shuffle:SEED"; false if not one of them.
 bool parse_schedule(const std::string& text, Schedule* s, uint64_t* seed);
 
+// Every kernel instantiation that a launcher of the library can launch (registered at load time by arch::launch's
+// instantiations), whether it ran or not: the denominator of the coverage report.
+bool register_kernel(const char* kernel_name);
+std::vector<std::string> registered_kernels();
+
+// Test hook: kernels with a 32-bit and a 64-bit index variant take the 64-bit one even for small tensors (pool),
+// so that the variant meant for tensors of 2^31 elements and more runs on test-sized inputs.
+void set_force_64bit_indices(bool on);
+bool force_64bit_indices();
+
 // Number of launches per kernel (name as written in the source, template arguments included) since the start or
 // the last reset.
 std::vector<std::pair<std::string, long long>> kernel_launch_counts();

@@ -11,8 +11,11 @@
 #include <tuple>
 
 #include "config.h"
+#include "runtime.h"
 #if defined(DEEPOPS_EMULATE)
 #include "emulator.h"
+#elif !defined(__CUDACC__)
+#error "arch/launch.h launches kernels: include it from .cu files (the bindings include arch/runtime.h)"
 #endif
 
 namespace deepops {
@@ -43,10 +46,30 @@ template <auto Kernel> const char* kernel_name() {
   return name.c_str();
 }
 
+#if defined(DEEPOPS_EMULATE)
+// One static per kernel instantiation that arch::launch can launch; its initialiser registers the kernel with the
+// emulator when the library loads (the denominator of the coverage report).
+template <auto Kernel> struct Registration {
+  static const bool done;
+};
+template <auto Kernel> const bool Registration<Kernel>::done = emu::register_kernel(kernel_name<Kernel>());
+#endif
+
+// Whether kernels with 32- and 64-bit index variants must take the 64-bit one (a test hook of the emulated build;
+// always false on the GPU).
+inline bool force_64bit_indices() {
+#if defined(DEEPOPS_EMULATE)
+  return emu::force_64bit_indices();
+#else
+  return false;
+#endif
+}
+
 template <auto Kernel, class... Args>
 cudaError_t launch(dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stream, const Args&... args) {
 #if defined(DEEPOPS_EMULATE)
   (void)stream;  // the emulator runs each launch to completion, in order
+  (void)Registration<Kernel>::done;
   using Tuple = typename detail::Params<decltype(Kernel)>::tuple;
   Tuple params(args...);
   auto body = [](void* p) { std::apply(Kernel, *static_cast<Tuple*>(p)); };
@@ -60,10 +83,6 @@ cudaError_t launch(dim3 grid, dim3 block, size_t dynamic_smem, cudaStream_t stre
 // The largest grid extent along y and z (x goes to 2^31 - 1).
 constexpr int64_t kMaxGridYZ = 65535;
 
-// The current device's multiprocessor count and compute capability (cached per device; the emulator's: an H100).
-int sm_count();
-int compute_capability_major();
-
 // Blocks of `threads` threads for `work` items, `per_thread` items per thread; with blocks_per_sm > 0 capped at
 // that many blocks per SM (a grid-stride loop covers the rest); never below 1 or above `max_blocks`.
 inline unsigned grid_1d(int64_t work, int threads, int per_thread = 1, int blocks_per_sm = 0,
@@ -75,19 +94,12 @@ inline unsigned grid_1d(int64_t work, int threads, int per_thread = 1, int block
   return static_cast<unsigned>(b < 1 ? 1 : b);
 }
 
-// Opt-in of a kernel to more than the default 48 KiB of dynamic shared memory, cached per device and kernel: the
-// attribute is set once per (device, kernel) with the largest size asked so far, not on every launch.
-cudaError_t allow_dynamic_smem_impl(const void* kernel, const char* name, size_t bytes);
+// Opt-in of a kernel to more than the default 48 KiB of dynamic shared memory, cached per device and kernel (see
+// allow_dynamic_smem_impl in runtime.h).
 template <auto Kernel> cudaError_t allow_dynamic_smem(size_t bytes) {
   if (bytes <= 48 * 1024) return cudaSuccess;
   return allow_dynamic_smem_impl(reinterpret_cast<const void*>(Kernel), kernel_name<Kernel>(), bytes);
 }
-
-// cudaMemsetAsync; the emulator's is a memset.
-cudaError_t memset_async(void* dst, int value, size_t bytes, cudaStream_t stream);
-
-// The runtime's message for an error; under emulation the message of the failed launch when there is one.
-const char* error_string(cudaError_t err);
 
 }  // namespace arch
 }  // namespace deepops

@@ -1,0 +1,209 @@
+"""The CUDA kernels run on the CPU by the emulated launch (``DEEPOPS_CPU_BACKEND=cuda-emu``, a build with
+``DEEPOPS_EMULATE_CUDA=1``); skipped otherwise.  The rest of the suite (parity, opcheck, gradcheck, the fuzzers,
+the bad-input matrix) runs against the emulated kernels unchanged under that backend; this file adds what only the
+emulator can check:
+
+* every ``__global__`` kernel instantiation that a launcher can launch runs (in the dtypes and layouts its
+  launchers take), and the list goes to ``DEEPOPS_EMU_COVERAGE_REPORT`` for CI's log;
+* every op gives bitwise identical outputs under three thread orders within a block (forward, reverse, seeded
+  shuffle): a missing barrier or a race between the threads of a block shows up as a difference;
+* the TF32 tensor-core path of float32 convolutions (off in the parity tests, as PyTorch's CPU never uses it);
+* the 64-bit index variants of max pooling, forced on small tensors.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import EMULATED
+
+import deepops
+from deepops import _ext
+
+pytestmark = pytest.mark.skipif(not EMULATED, reason="needs DEEPOPS_CPU_BACKEND=cuda-emu (emulated CUDA kernels)")
+
+ops = torch.ops.deepops
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def _emu():
+    return _ext.emulator()
+
+
+def _layouts(x):
+    """Contiguous, channels_last, and a tensor whose data starts one element past a 16-byte boundary (the scalar
+    paths of the vectorised kernels)."""
+    yield x.contiguous()
+    yield x.contiguous(memory_format=torch.channels_last)
+    flat = torch.empty(x.numel() + 1, dtype=x.dtype)
+    off = flat[1:].view(x.shape)
+    off.copy_(x)
+    yield off
+
+
+def _conv_workload(dtype, tf32):
+    """conv2d, its three gradients and conv_transpose2d on shapes that take every kernel: wide (K > 64) and narrow
+    GEMMs, grouped, depthwise (multiplier 1 and 2), strided backward-input phases, split-K weight gradients, the
+    16-bit NHWC vector paths."""
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        outs = []
+        cases = [  # (N, C, H, W, K, R, stride, padding, groups)
+            (2, 16, 20, 20, 96, 3, 1, 1, 1),  # wide GEMM, split-K weight gradient, vector paths (C, K % 8 == 0)
+            (2, 16, 9, 11, 16, 3, 2, 1, 1),  # narrow GEMM, strided backward-input
+            (1, 8, 7, 6, 16, 3, 1, 1, 2),  # grouped
+            (2, 8, 24, 24, 8, 3, 1, 1, 8),  # depthwise, split reductions
+            (1, 4, 6, 5, 8, 3, 1, 0, 4),  # depthwise multiplier 2
+        ]
+        for N, C, H, W, K, R, s, p, g in cases:
+            x = torch.randn(N, C, H, W).to(dtype)
+            w = torch.randn(K, C // g, R, R).to(dtype)
+            b = torch.randn(K).to(dtype)
+            for xl in list(_layouts(x))[:2]:
+                for wl in (w, w.contiguous(memory_format=torch.channels_last)):
+                    y = ops.conv2d(xl, wl, b, [s, s], [p, p], [1, 1], g)
+                    gy = torch.randn_like(y)
+                    outs += [
+                        y,
+                        ops.conv2d_backward_input(gy, wl, list(x.shape), [s, s], [p, p], [1, 1], g),
+                        ops.conv2d_backward_weight(gy, xl, list(w.shape), [s, s], [p, p], [1, 1], g),
+                        ops.conv2d_backward_bias(gy),
+                    ]
+            wt = torch.randn(C, K // g, R, R).to(dtype)
+            outs.append(ops.conv_transpose2d(x, wt, None, [s, s], [p, p], [0, 0], g, [1, 1]))
+        return outs
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def _pool_workload(dtype):
+    outs = []
+    for shape in ((2, 16, 9, 11), (1, 3, 8, 7)):  # C % 8 == 0 (vector path in channels_last) and not
+        for x in _layouts(torch.randn(shape).to(dtype)):
+            y, ind = ops.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+            outs += [y, ind, ops.max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], True)]
+            outs.append(ops.max_pool2d_backward(torch.randn_like(y), x, ind, [3, 3], [2, 2], [1, 1], [1, 1], False))
+    return outs
+
+
+def _activation_workload(dtype):
+    outs = []
+    x0, g0 = torch.randn(3, 5, 7, 9).to(dtype), torch.randn(3, 5, 7, 9).to(dtype)
+    for x, g, y in zip(_layouts(x0), _layouts(g0), _layouts(torch.relu(x0))):
+        outs += [ops.relu(x), ops.leaky_relu(x, 0.1), ops.relu_backward(g, y), ops.leaky_relu_backward(g, x, 0.1)]
+        z = x.clone()
+        ops.relu_(z)
+        outs.append(z)
+    return outs
+
+
+def _nms_workload(dtype):
+    outs = []
+    gen = torch.Generator().manual_seed(3)
+    for n in (40, 700):  # the single-block path and the tiled path
+        xy = torch.rand(n, 2, generator=gen) * 200
+        wh = torch.rand(n, 2, generator=gen) * 40 + 2
+        boxes = torch.cat([xy, xy + wh], 1).to(dtype)
+        scores = torch.rand(n, generator=gen).to(dtype)
+        idxs = torch.randint(0, 4, (n,), generator=gen)
+        outs += [ops.nms(boxes, scores, 0.5), ops.batched_nms(boxes, scores, idxs, 0.5)]
+        outs.append(ops.box_iou(boxes[:50], boxes))
+    return outs
+
+
+def _all_outputs():
+    outs = []
+    for dt in DTYPES:
+        outs += _activation_workload(dt) + _pool_workload(dt) + _nms_workload(dt) + _conv_workload(dt, tf32=False)
+    outs += _conv_workload(torch.float32, tf32=True)
+    return outs
+
+
+def test_every_kernel_runs():
+    emu = _emu()
+    emu.reset_kernel_launch_counts()
+    _all_outputs()
+    emu.set_force_64bit_indices(True)
+    try:
+        for dt in DTYPES:
+            _pool_workload(dt)
+    finally:
+        emu.set_force_64bit_indices(False)
+    launched = emu.kernel_launch_counts()
+    registered = emu.registered_kernels()
+    missing = [k for k in registered if k not in launched]
+    lines = [f"emulated CUDA kernels run on the CPU: {len(registered) - len(missing)} of {len(registered)} "
+             "__global__ kernel instantiations"]
+    lines += [f"  {launched.get(k, 0):6d}  {k}" for k in registered]
+    report = os.environ.get("DEEPOPS_EMU_COVERAGE_REPORT")
+    if report:
+        with open(report, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    assert not missing, "kernels never launched:\n" + "\n".join(missing)
+    assert len(registered) > 50  # every op family, dtype and variant is instantiated
+
+
+def _same(a, b):
+    if a.dtype.is_floating_point:
+        return a.shape == b.shape and torch.equal(torch.nan_to_num(a, 7.0), torch.nan_to_num(b, 7.0)) and torch.equal(
+            a.isnan(), b.isnan()
+        )
+    return torch.equal(a, b)
+
+
+def test_identical_outputs_under_three_schedules():
+    emu = _emu()
+    before = emu.schedule()
+    results = {}
+    try:
+        for sched in ("forward", "reverse", "shuffle:12345"):
+            emu.set_schedule(sched)
+            torch.manual_seed(0)
+            results[sched] = _all_outputs()
+    finally:
+        emu.set_schedule(before)
+    ref = results["forward"]
+    for sched, outs in results.items():
+        assert len(outs) == len(ref)
+        bad = [i for i, (a, b) in enumerate(zip(outs, ref)) if not _same(a, b)]
+        assert not bad, f"schedule {sched}: outputs {bad} differ from the forward schedule's"
+
+
+def test_tf32_tensor_cores():
+    # float32 with TF32 allowed runs the m16n8k8 tensor-core kernels: close to float64 at TF32's precision (10-bit
+    # mantissa inputs, float32 accumulation), and not bit-identical to the FFMA path
+    x = torch.randn(2, 16, 10, 10)
+    w = torch.randn(32, 16, 3, 3)
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    exact = deepops.conv2d(x, w, padding=1)
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        tf32 = deepops.conv2d(x, w, padding=1)
+    finally:
+        torch.backends.cudnn.allow_tf32 = False
+    scale = ref.abs().max().item()
+    assert (exact.double() - ref).abs().max().item() < 1e-5 * scale
+    err = (tf32.double() - ref).abs().max().item()
+    assert 1e-6 * scale < err < 5e-3 * scale, err
+
+
+def test_pool_64bit_index_variant_matches():
+    emu = _emu()
+    for dt in DTYPES:
+        x = torch.randn(2, 16, 9, 11).to(dt).contiguous(memory_format=torch.channels_last)
+        want = ops.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+        emu.reset_kernel_launch_counts()
+        emu.set_force_64bit_indices(True)
+        try:
+            got = ops.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1], [1, 1], False)
+        finally:
+            emu.set_force_64bit_indices(False)
+        assert any("long" in k or "int64" in k for k in emu.kernel_launch_counts()), emu.kernel_launch_counts()
+        assert _same(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_info_names_the_backend():
+    assert "emulated" in deepops.info()["backend_cpu"]
