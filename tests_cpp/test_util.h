@@ -12,9 +12,10 @@
 
 #if defined(DEEPOPS_EMULATE)
 // The toolkit's headers declare the runtime API (extern "C"); these definitions are the emulated device's, for the
-// test executables only (one translation unit each).  Allocations are 256-byte aligned, as cudaMalloc's.
+// test executables only (one translation unit each).  Allocations are 256-byte aligned, as cudaMalloc's, and of
+// the exact size asked, so that AddressSanitizer sees a read or write one byte past the end.
 extern "C" cudaError_t cudaMalloc(void** p, size_t bytes) {
-  *p = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+  if (posix_memalign(p, 256, bytes ? bytes : 1) != 0) *p = nullptr;
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 template <typename T> cudaError_t cudaMalloc(T** p, size_t bytes) {

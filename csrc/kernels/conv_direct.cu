@@ -74,7 +74,7 @@ template <typename A> __device__ __forceinline__ A block_sum(A v, A* sm) {
   arch::sync_threads();
 #pragma unroll
   for (int s = kReduceThreads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sm[threadIdx.x] += sm[threadIdx.x + s];
+    if (static_cast<int>(threadIdx.x) < s) sm[threadIdx.x] += sm[threadIdx.x + s];
     arch::sync_threads();
   }
   return sm[0];

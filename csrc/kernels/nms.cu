@@ -323,7 +323,7 @@ __global__ void __launch_bounds__(kTile) mask_kernel(const Box<C>* __restrict__ 
   __shared__ int64_t ccls[kTile];
   const int64_t col0 = c * kTile;
   const int ncol = static_cast<int>(n - col0 < kTile ? n - col0 : kTile);
-  if (threadIdx.x < ncol) {
+  if (static_cast<int>(threadIdx.x) < ncol) {
     cbox[threadIdx.x] = sbox[col0 + threadIdx.x];
     carea[threadIdx.x] = sarea[col0 + threadIdx.x];
     if (scls) ccls[threadIdx.x] = scls[col0 + threadIdx.x];

@@ -3,9 +3,10 @@
 // One block at a time: the block's CUDA threads are fibers on the calling thread, driven by run_block's loop.
 // A fiber switch is a few instructions (switch_context below, x86-64: the callee-saved registers, the stack
 // pointer, MXCSR and the x87 control word), not ucontext's swapcontext, which costs a system call per switch and,
-// under AddressSanitizer, a clear of the whole target stack's shadow.  A fiber runs until it must wait (block barrier, warp rendezvous) or finishes; when no fiber can run, the
-// loop resolves what is complete (a warp rendezvous whose lanes have all arrived, a barrier that every thread waits
-// at) or reports why nothing can (barrier divergence, a lane missing from a collective, deadlock).
+// under AddressSanitizer, a clear of the whole target stack's shadow.  A fiber runs until it must wait (block
+// barrier, warp rendezvous) or finishes; when no fiber can run, the loop resolves what is complete (a warp
+// rendezvous whose lanes have all arrived, a barrier that every thread waits at) or reports why nothing can
+// (barrier divergence, a lane missing from a collective, deadlock).
 #include "emulator.h"
 
 #include <sys/mman.h>

@@ -2,8 +2,8 @@
 //
 // How a grid runs.  The blocks run one after the other on the calling thread (a process-wide lock serialises
 // launches, because __shared__ arrays are `static` in this build).  Each CUDA thread of a block is a fiber with a
-// stack of its own (ucontext; not an OS thread per CUDA thread).  A fiber runs until it reaches a point where it
-// must wait for others, then hands control back to the block's scheduler:
+// stack of its own (a small x86-64 context switch; not an OS thread per CUDA thread).  A fiber runs until it
+// reaches a point where it must wait for others, then hands control back to the block's scheduler:
 //   * a block barrier (__syncthreads, __syncthreads_or): released when every thread of the block waits there; a
 //     thread that exits while others wait at a barrier is reported (barrier divergence), as is a barrier that
 //     never fills (deadlock);

@@ -82,7 +82,8 @@ template <typename T> void mma16816_resolve(void* const* lanes, unsigned) {
   for (int lane = 0; lane < 32; ++lane) {
     const auto* l = static_cast<const MmaLane*>(lanes[lane]);
     const int g = lane >> 2, t = lane & 3;
-    for (int i = 0; i < 8; ++i) A[g + 8 * ((i / 2) % 2)][2 * t + (i % 2) + 8 * (i / 4)] = half_bits(l->a[i / 2], i % 2, T{});
+    for (int i = 0; i < 8; ++i)
+      A[g + 8 * ((i / 2) % 2)][2 * t + (i % 2) + 8 * (i / 4)] = half_bits(l->a[i / 2], i % 2, T{});
     for (int i = 0; i < 4; ++i) B[2 * t + (i % 2) + 8 * (i / 2)][g] = half_bits(l->b[i / 2], i % 2, T{});
   }
   mma_finish<16>(lanes, A, B);
