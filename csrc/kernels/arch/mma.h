@@ -31,7 +31,7 @@ namespace deepops {
 namespace arch {
 
 // Rounds to the nearest TF32 value, ties away from zero (cvt.rna.tf32.f32); returns the bits as a 32-bit float.
-__device__ __forceinline__ uint32_t cvt_rna_tf32(float x) {
+__host__ __device__ __forceinline__ uint32_t cvt_rna_tf32(float x) {
 #if defined(__CUDA_ARCH__)
   uint32_t u;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(u) : "f"(x));
