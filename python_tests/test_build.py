@@ -30,3 +30,23 @@ def test_build_config_is_recorded():
     assert set(cfg) >= {"cuda_requested", "torch_version", "cuda_version", "cuda_arch_list"}
     if cfg["cuda_requested"]:
         assert "9.0" in cfg["cuda_arch_list"]
+
+
+def _import_deepops(**env_extra):
+    env = dict(os.environ, **env_extra)
+    return subprocess.run(
+        [sys.executable, "-c", "import deepops"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cpu_backend_value_is_checked():
+    r = _import_deepops(DEEPOPS_CPU_BACKEND="cuda-emulator")
+    assert r.returncode != 0
+    assert "DEEPOPS_CPU_BACKEND='cuda-emulator'" in r.stderr and "numba, cuda-emu" in r.stderr
+
+
+def test_cuda_emu_backend_without_its_build_says_how_to_build():
+    r = _import_deepops(DEEPOPS_CPU_BACKEND="cuda-emu")
+    if r.returncode == 0:
+        pytest.skip("the emulated kernels are built here")
+    assert "deepops._C_emu" in r.stderr and "DEEPOPS_EMULATE_CUDA=1" in r.stderr, r.stderr
