@@ -14,7 +14,7 @@
 //   values and indices.  Grid-stride loop.
 // * NHWC forward: one thread per (output pixel, kVec channels), with kVec = 16 / sizeof(T) when C is a multiple of
 //   it and the buffers are 16-byte aligned: each tap is one 16-byte load, the values go out as one 16-byte store
-//   and the indices as 16-byte pairs.  Otherwise kVec = 1 (still coalesced along C).
+//   and the kVec indices as consecutive int64 stores.  Otherwise kVec = 1 (still coalesced along C).
 // * Backward is a gather, not a scatter: one thread per input element (NHWC: per kVec channels) visits the
 //   windows that contain it (at most ceil(k / s) per dimension, found from the taps) in increasing (oh, ow) and
 //   adds the gradient of those whose index names it.  Each input element is written once by one thread: no
