@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "config.h"
 #include "instructions.h"
@@ -102,39 +103,27 @@ inline void mma1688_tf32_resolve(void* const* lanes, unsigned) {
 }  // namespace detail
 #endif
 
+// T = __half or __nv_bfloat16 (the asm names the input type; everything else is shared).
 template <typename T>
-__device__ __forceinline__ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
-
-template <>
-__device__ __forceinline__ void mma_m16n8k16<__half>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+__device__ __forceinline__ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  constexpr bool kF16 = std::is_same<T, __half>::value;
+  static_assert(kF16 || std::is_same<T, __nv_bfloat16>::value, "f16 or bf16 inputs");
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  if constexpr (kF16)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #elif defined(__CUDA_ARCH__)
   (void)c, (void)a, (void)b;
   trap("mma.sync needs sm_80");
 #elif defined(DEEPOPS_EMULATE)
   detail::MmaLane l{c, a, b};
-  emu::warp_collective(0xFFFFFFFFu, detail::mma16816_resolve<__half>, &l, "mma.sync.m16n8k16.f16");
-#else
-  (void)c, (void)a, (void)b;
-#endif
-}
-
-template <>
-__device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4],
-                                                             const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#elif defined(__CUDA_ARCH__)
-  (void)c, (void)a, (void)b;
-  trap("mma.sync needs sm_80");
-#elif defined(DEEPOPS_EMULATE)
-  detail::MmaLane l{c, a, b};
-  emu::warp_collective(0xFFFFFFFFu, detail::mma16816_resolve<__nv_bfloat16>, &l, "mma.sync.m16n8k16.bf16");
+  emu::warp_collective(0xFFFFFFFFu, detail::mma16816_resolve<T>, &l,
+                       kF16 ? "mma.sync.m16n8k16.f16" : "mma.sync.m16n8k16.bf16");
 #else
   (void)c, (void)a, (void)b;
 #endif
