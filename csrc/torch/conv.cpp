@@ -230,12 +230,12 @@ at::Tensor conv2d_backward_weight(const at::Tensor& grad_output, const at::Tenso
   s.P = grad_output.size(2), s.Q = grad_output.size(3);
   DeviceGuard guard(input.device());
   const ConvLayout l = layout_of(grad_output, input);
-  // the kernels write a KCRS weight gradient; a channels_last result is a copy of it
-  at::Tensor dw = at::empty({s.K, ws_sz[1], s.R, s.S}, input.options().memory_format(format_of(l)));
-  if (dw.numel() == 0) return dw;
-  if (s.N == 0 || s.P == 0 || s.Q == 0 || s.H * s.W == 0) return dw.zero_();  // nothing to sum over
+  const std::vector<int64_t> dw_size{s.K, ws_sz[1], s.R, s.S};
+  if (s.K * ws_sz[1] == 0 || s.N == 0 || s.P == 0 || s.Q == 0 || s.H * s.W == 0)  // empty, or nothing to sum over
+    return at::zeros(dw_size, input.options().memory_format(format_of(l)));
   check_supported(s, op);
-  if (l == ConvLayout::kNHWC) dw = at::empty({s.K, ws_sz[1], s.R, s.S}, input.options());
+  // the kernels write a KCRS weight gradient; a channels_last result is a copy of it (below)
+  at::Tensor dw = at::empty(dw_size, input.options());
   const at::Tensor x = input.contiguous(format_of(l)), y = grad_output.contiguous(format_of(l));
   const DType dt = dtype_of(x);
   at::Tensor ws = workspace(ConvPass::kBackwardWeight, s, l, dt, x);
