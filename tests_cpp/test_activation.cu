@@ -224,9 +224,7 @@ int check_reference() {
 }  // namespace
 
 int main() {
-#if defined(DEEPOPS_EMULATE)
-  setenv("DEEPOPS_EMU_SM_COUNT", "2", 0);  // small grid caps: the grid-stride loops wrap at test sizes
-#endif
+  use_small_emulated_device();
   int failures = check_reference();
   if (!gpu_present()) {
     std::printf("no GPU: skipped\n");

@@ -272,9 +272,7 @@ template <typename T> int run_dtype(T, const std::vector<int>& sizes) {
 }  // namespace
 
 int main() {
-#if defined(DEEPOPS_EMULATE)
-  setenv("DEEPOPS_EMU_SM_COUNT", "2", 0);  // small grid caps: the helper kernels' grid-stride loops wrap at 9000
-#endif
+  use_small_emulated_device();  // the helper kernels' grid-stride loops wrap at 9000 boxes
   if (!gpu_present()) {
     std::printf("no GPU: skipped\n");
     return kSkipped;

@@ -214,9 +214,7 @@ template <typename T> int run_dtype(T) {
 }  // namespace
 
 int main() {
-#if defined(DEEPOPS_EMULATE)
-  setenv("DEEPOPS_EMU_SM_COUNT", "2", 0);  // small grid caps: the grid-stride loops wrap at test sizes
-#endif
+  use_small_emulated_device();
   if (!gpu_present()) {
     std::printf("no GPU: skipped\n");
     return kSkipped;

@@ -45,6 +45,14 @@ extern "C" cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
     }                                                                                                  \
   } while (0)
 
+// Emulated build: a device of 2 SMs (unless DEEPOPS_EMU_SM_COUNT says otherwise), so that the grid-size caps are
+// small and the grid-stride loops wrap at test sizes.  Call first in main(), before any launch.
+inline void use_small_emulated_device() {
+#if defined(DEEPOPS_EMULATE)
+  setenv("DEEPOPS_EMU_SM_COUNT", "2", 0);
+#endif
+}
+
 // the exit code that ctest reports as "Skipped"
 constexpr int kSkipped = 77;
 
