@@ -4,6 +4,7 @@ CUDA extension was not built."""
 from __future__ import annotations
 
 import os
+import zlib
 
 import pytest
 import torch
@@ -58,6 +59,16 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+# ------------------------------------------------------------------------------------------------------ seeds
+
+
+def stable_seed(*key) -> int:
+    """A seed derived from ``key`` (strings, numbers and tuples of them) that is the same in every process and on
+    every machine.  ``hash()`` must not seed anything: a string's hash is salted per process (PYTHONHASHSEED), and
+    a tuple's hash depends on the Python version."""
+    return zlib.crc32(repr(key).encode())
 
 
 def layouts(x: torch.Tensor):
