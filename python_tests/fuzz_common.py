@@ -1,4 +1,5 @@
-"""Strategies shared by the differential fuzz tests: dtypes, devices, memory layouts and tolerances."""
+"""Strategies shared by the differential fuzz tests: devices, memory layouts and random values (the tolerances are
+conftest's)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,6 @@ from hypothesis import strategies as st
 from conftest import HAS_CUDA
 
 DEVICE_CHOICES = ["cpu"] + (["cuda"] if HAS_CUDA else [])
-
-# tolerances against PyTorch, per dtype (float64 reference semantics; half types differ by accumulation order)
-TOL = {
-    torch.float64: dict(rtol=1e-10, atol=1e-10),
-    torch.float32: dict(rtol=2e-4, atol=2e-4),
-    torch.float16: dict(rtol=1e-2, atol=1e-2),
-    torch.bfloat16: dict(rtol=5e-2, atol=5e-2),
-}
-
 
 def layout(t: torch.Tensor, kind: str) -> torch.Tensor:
     """The same values in another memory layout: contiguous, channels_last, a strided slice, or transposed."""

@@ -11,30 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DEVICES, stable_seed
+from conftest import assert_close_scaled as _close
 
 import deepops
 
 ops = torch.ops.deepops
-
-
-def _tol(dtype):
-    return {
-        torch.float64: dict(rtol=1e-9, atol=1e-9),
-        torch.float32: dict(rtol=1e-4, atol=1e-4),
-        torch.float16: dict(rtol=2e-2, atol=2e-2),
-        torch.bfloat16: dict(rtol=5e-2, atol=1e-1),
-    }[dtype]
-
-
-def _close(actual, expected, dtype, what):
-    """Compare with a tolerance scaled by the magnitude of the expected values (sums of many products)."""
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
-    scale = max(1.0, expected.detach().abs().max().item()) if expected.numel() else 1.0
-    t = _tol(dtype)
-    torch.testing.assert_close(
-        actual.detach().double(), expected.detach().double(), rtol=t["rtol"], atol=t["atol"] * scale, msg=what
-    )
 
 
 def _random_case(rng: random.Random, max_hw=12):

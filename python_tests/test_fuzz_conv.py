@@ -14,17 +14,8 @@ from hypothesis import assume, given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
 from conftest import HAS_CUDA  # noqa: E402
+from conftest import assert_close_scaled as _close  # noqa: E402
 from fuzz_common import devices, layout, layouts  # noqa: E402
-
-# tolerances relative to the largest magnitude of the reference (sums of many products)
-TOL = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 1e-1}
-
-
-def _close(ours, ref, dtype, what):
-    assert ours.shape == ref.shape and ours.dtype == ref.dtype, (what, ours.shape, ref.shape, ours.dtype)
-    scale = max(1.0, ref.detach().abs().max().item()) if ref.numel() else 1.0
-    t = TOL[dtype]
-    torch.testing.assert_close(ours.detach().double(), ref.detach().double(), rtol=t, atol=t * scale, msg=what)
 
 
 @st.composite

@@ -13,7 +13,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
-from fuzz_common import TOL, devices, layout  # noqa: E402
+from conftest import TOL  # noqa: E402
+from fuzz_common import devices, layout  # noqa: E402
 from test_nms import make_boxes, ref_box_iou, ref_nms  # noqa: E402
 
 try:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import deepops
-from conftest import ALL_FLOATS, DEVICES, layouts
+from conftest import ALL_FLOATS, DEVICES, TOL, layouts
 
 ops = torch.ops.deepops
 NAN, INF = float("nan"), float("inf")
@@ -25,8 +25,7 @@ def _same(a, b, exact=True):
     if exact:
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
     else:
-        tol = 1e-2 if a.dtype in (torch.float16, torch.bfloat16) else 1e-5
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol, equal_nan=True)
+        torch.testing.assert_close(a, b, equal_nan=True, **TOL[a.dtype])
 
 
 def _random_case(rng: random.Random):
