@@ -8,8 +8,9 @@ shifts through one affine resampling), driven by an explicit ``torch.Generator``
 
 * :func:`load_digits` -- ``sklearn.datasets.load_digits``: 1797 grey 8x8 images of the digits 0-9 (values 0..16,
   scaled here to 0..1), shipped inside scikit-learn, so no download.
-* :func:`load_folder` -- ``root/<class name>/<image>`` with PNG, TIFF (tifffile), JPEG or BMP files (Pillow); 8- or
-  16-bit, grey or colour; resized to ``size x size``.
+* :func:`load_folder` -- ``root/<class name>/<image>`` with PNG, TIFF, JPEG or BMP files, read by
+  :func:`deepops.data.images.read_image` (8- or 16-bit, grey or colour, TIFF axes understood); resized to
+  ``size x size``.
 * :func:`load` -- either of them from a command-line value (``digits`` or a path).
 
 The cell detector's synthetic data lives in :mod:`deepops.data.simcep` (SIMCEP-like fluorescence nuclei with
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import IMAGE_SUFFIXES, read_image, to_float01, to_model_input
+from .images import IMAGE_SUFFIXES, default_channels, read_image, to_channels, to_float01, to_model_input
 
 __all__ = [
     "Split",
@@ -36,6 +37,8 @@ __all__ = [
     "load_folder",
     "stratified_split",
     "read_image",
+    "to_channels",
+    "default_channels",
     "to_float01",
     "to_model_input",
     "IMAGE_SUFFIXES",
@@ -156,7 +159,7 @@ def load_folder(
         raise ValueError(f"deepops.data: 'root' {root} needs at least two class sub-folders with images in them")
     imgs = [read_image(f) for f, _ in files]
     if channels is None:
-        channels = 1 if all(im.ndim == 2 or im.shape[-1] == 1 for im in imgs) else 3
+        channels = default_channels(imgs)
     x = torch.stack([to_model_input(im, size, channels) for im in imgs])
     y = np.array([k for _, k in files])
     return _make_split(x, y, classes, val, test, seed, str(root))
