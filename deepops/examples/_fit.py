@@ -1,4 +1,4 @@
-"""A tiny full-batch / mini-batch training helper shared by the examples (the CLI's loop is in deepops.train)."""
+"""A tiny mini-batch training helper shared by the examples (the command line's loop is ``deepops.train.loop``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import data as D
+from ..train.schedule import cosine, set_lr
 
 
 def fit(model, x, y, epochs: int, lr: float = 2e-3, batch: int = 32, params=None, seed: int = 0, augment: bool = True,
@@ -13,8 +14,7 @@ def fit(model, x, y, epochs: int, lr: float = 2e-3, batch: int = 32, params=None
     """Adam with cosine decay over ``epochs`` passes, mini-batches of ``batch``, optional augmentation."""
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=1e-4)
-    steps = epochs * max(1, -(-len(y) // batch))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    steps, step = epochs * max(1, -(-len(y) // batch)), 0
     gen = torch.Generator().manual_seed(seed)
     aug = D.Augment() if augment else None
     model.train()
@@ -24,10 +24,11 @@ def fit(model, x, y, epochs: int, lr: float = 2e-3, batch: int = 32, params=None
             j = order[i : i + batch]
             xb = aug(x[j], gen, background) if aug is not None else x[j]
             loss = F.cross_entropy(model(xb), y[j])
+            set_lr(opt, cosine(step / steps, lr))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
     model.eval()
 
 

@@ -15,16 +15,14 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import data as D
 from .. import models as M
+from .._report import format_seconds, write_json
 from ._fit import accuracy, fit
 
 
@@ -86,11 +84,10 @@ def main(argv=None) -> int:
         print(f"{name} ({r['train_images']} training images): network head {r['network_head_test_acc']:.4f}  "
               f"SVM on penultimate features {r['svm_on_penultimate_features_test_acc']:.4f}  "
               f"SVM on conv features {r['svm_on_conv_features_test_acc']:.4f}  "
-              f"SVM on pixels {r['svm_on_pixels_test_acc']:.4f}  ({r['seconds']:.0f}s)")
+              f"SVM on pixels {r['svm_on_pixels_test_acc']:.4f}  ({format_seconds(r['seconds'])})")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         cmd = "python -m deepops.examples.svm_features " + " ".join(sys.argv[1:] if argv is None else argv)
-        Path(a.out).write_text(json.dumps({"seed": a.seed, "command": cmd, "runs": runs}, indent=1, default=str))
+        write_json(a.out, {"seed": a.seed, "command": cmd, "runs": runs})
     return 0
 
 

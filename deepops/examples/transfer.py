@@ -14,16 +14,15 @@ the k examples (``--repeats``), reporting the mean and the spread.  Run::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from .. import data as D
 from .. import models as M
+from .._report import format_seconds, write_json
 from ._fit import accuracy, fit
 
 
@@ -97,10 +96,11 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     res = run(a.seed, tuple(int(k) for k in a.shots.split(",")), a.repeats, a.base_epochs, a.head_epochs)
-    print(f"base network on digits 0-4: test accuracy {res['base_acc_digits_0_4']:.4f}; {res['seconds']:.0f}s in all")
+    print(f"base network on digits 0-4: test accuracy {res['base_acc_digits_0_4']:.4f}; "
+          f"{format_seconds(res['seconds'])} in all")
     if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res | {"command": "python -m deepops.examples.transfer " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=1))
+        cmd = "python -m deepops.examples.transfer " + " ".join(sys.argv[1:] if argv is None else argv)
+        write_json(a.out, res | {"command": cmd})
     return 0
 
 

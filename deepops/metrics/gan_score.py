@@ -13,20 +13,20 @@ on the real digits in a few seconds, and
 * ``classes`` / ``class_counts``: how many of the ten classes the samples are assigned to, and how often (mode
   collapse shows as few classes).
 
-The scorer is built from ``deepops.nn`` layers like everything else (``layers=torch.nn`` for the reference
-network).  It works on 16x16 inputs: images of other sizes are resized (area averaging) first, so one scorer serves
+The scorer is built from ``deepops.nn`` layers like everything else (``deepops.nn.convert(scorer, to="torch")`` for
+the reference network).  It works on 16x16 inputs: images of other sizes are resized (area averaging) first, so one scorer serves
 generators of every size.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import nn as L
+from ..train.schedule import cosine, set_lr
 from .frechet import frechet_distance, gaussian_stats
 
 SCORER_SIDE = 16  # the scorer's input side; other sizes are resized to it
@@ -34,18 +34,11 @@ FEATURES = 64  # the width of the feature layer the Fréchet distance is compute
 N_CLASSES = 10
 
 
-def _default_layers():
-    import deepops.nn
-
-    return deepops.nn
-
-
 class DigitScorer(nn.Module):
     """A small digits classifier whose hidden layer is the feature space of the Fréchet distance."""
 
-    def __init__(self, channels: int = 1, layers: Any = None):
+    def __init__(self, channels: int = 1):
         super().__init__()
-        L = layers or _default_layers()
         self.channels = channels
         self.body = nn.Sequential(
             L.Conv2d(channels, 32, 3, 1, 1), L.ReLU(),  # 16x16
@@ -83,9 +76,9 @@ def train_scorer(
     lr: float = 2e-3,
     seed: int = 0,
     val_fraction: float = 0.2,
-    layers: Any = None,
 ) -> tuple[DigitScorer, float]:
-    """Train a :class:`DigitScorer` on ``images`` in [-1, 1] (N, C, H, W) with integer ``labels``.
+    """Train a :class:`DigitScorer` on ``images`` in [-1, 1] (N, C, H, W) with integer ``labels``: Adam, the learning
+    rate falling along a cosine to 0 over the steps.
 
     A seeded ``val_fraction`` of the images is held out; returns the model (in eval mode) and its accuracy there.
     """
@@ -97,19 +90,20 @@ def train_scorer(
     perm = torch.randperm(len(x), generator=gen)
     n_val = int(len(x) * val_fraction)
     val, tr = perm[:n_val], perm[n_val:]
-    model = DigitScorer(x.shape[1], layers)
+    model = DigitScorer(x.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * ((len(tr) + batch_size - 1) // batch_size))
+    steps, step = epochs * ((len(tr) + batch_size - 1) // batch_size), 0
     for _ in range(epochs):
         model.train()
         order = tr[torch.randperm(len(tr), generator=gen)]
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             loss = F.cross_entropy(model(_shift(x[idx], gen)), y[idx])
+            set_lr(opt, cosine(step / steps, lr))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
     model.eval()
     acc = 1.0
     if n_val:

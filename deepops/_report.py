@@ -1,0 +1,34 @@
+"""How deepops writes what it measured: JSON files and durations, the same way for every command.
+
+* :func:`write_json` -- indented JSON (anything not JSON-able, such as a path or a dtype, written as its ``str``),
+  its folder created, written to a temporary file first and then renamed, so a reader never sees half a file;
+* :func:`format_seconds` -- a duration for people: ``0.42 s``, ``12.3 s``, ``5 min 21 s``, ``1 h 02 min``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def format_seconds(seconds: float) -> str:
+    s = float(seconds)
+    if s < 1:
+        return f"{s:.2f} s"
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        m, r = divmod(int(round(s)), 60)
+        return f"{m} min {r:02d} s"
+    h, r = divmod(int(round(s)) // 60, 60)
+    return f"{h} h {r:02d} min"
