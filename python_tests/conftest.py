@@ -1,5 +1,6 @@
-"""Shared test fixtures.  GPU tests carry the ``cuda`` mark and skip cleanly where there is no usable GPU or the
-CUDA extension was not built."""
+"""Shared test fixtures and the rules every test uses: devices and dtypes, reproducible seeds (stable_seed), the
+tolerance table (TOL) and the memory layouts (layout, layouts).  GPU tests carry the ``cuda`` mark and skip cleanly
+where there is no usable GPU or the CUDA extension was not built."""
 
 from __future__ import annotations
 
@@ -105,13 +106,54 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, dtype: tor
     )
 
 
-def layouts(x: torch.Tensor):
-    """The same values in several memory layouts: contiguous, channels_last, transposed, strided slice."""
-    yield "contiguous", x.contiguous()
-    if x.dim() == 4:
-        yield "channels_last", x.contiguous(memory_format=torch.channels_last)
-    if x.dim() >= 2:
-        yield "transposed", x.transpose(0, -1).contiguous().transpose(0, -1)
-        big = torch.empty(*x.shape[:-1], x.shape[-1] * 2, dtype=x.dtype, device=x.device)
+# ---------------------------------------------------------------------------------------------- memory layouts
+
+#: the memory layouts the op tests run their inputs in (the same values in each):
+#:
+#: * ``contiguous``: row-major;
+#: * ``channels_last``: NHWC (4-D tensors only);
+#: * ``last_two_swapped``: dense, with the strides of the last two dims swapped (an image stored transposed, W
+#:   slower than H; a 2-D tensor such as a box list stored column-major);
+#: * ``first_last_swapped``: dense, with the strides of the first and last dims swapped (the batch dim fastest);
+#: * ``strided``: every other element of a twice as wide last dim (not dense);
+#: * ``misaligned``: contiguous, its data one element past the start of its allocation (not 16-byte aligned: the scalar
+#:   paths of vectorised kernels).
+LAYOUTS = ("contiguous", "channels_last", "last_two_swapped", "first_last_swapped", "strided", "misaligned")
+
+# the rank each layout needs to differ from the others (first_last_swapped of a 2-D tensor is last_two_swapped)
+_MIN_DIM = {"contiguous": 0, "channels_last": 4, "last_two_swapped": 2, "first_last_swapped": 3, "strided": 1,
+            "misaligned": 0}
+
+
+def has_layout(x: torch.Tensor, kind: str) -> bool:
+    """Whether ``kind`` is a layout of its own for a tensor of x's rank (channels_last needs 4-D, ...)."""
+    if kind not in _MIN_DIM:
+        raise ValueError(f"unknown layout {kind!r}; one of {LAYOUTS}")
+    return x.dim() == 4 if kind == "channels_last" else x.dim() >= _MIN_DIM[kind]
+
+
+def layout(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """x's values in the memory layout ``kind`` (one of LAYOUTS); contiguous where x's rank has no such layout."""
+    if not has_layout(x, kind) or kind == "contiguous":
+        return x.contiguous()
+    if kind == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if kind == "last_two_swapped":
+        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if kind == "first_last_swapped":
+        return x.transpose(0, -1).contiguous().transpose(0, -1)
+    if kind == "strided":
+        big = torch.zeros(*x.shape[:-1], x.shape[-1] * 2, dtype=x.dtype, device=x.device)
         big[..., ::2] = x
-        yield "strided", big[..., ::2]
+        return big[..., ::2]
+    flat = torch.empty(x.numel() + 1, dtype=x.dtype, device=x.device)  # misaligned
+    out = flat[1:].view(x.shape)
+    out.copy_(x)
+    return out
+
+
+def layouts(x: torch.Tensor, kinds=LAYOUTS):
+    """(name, tensor) for each layout of ``kinds`` that x's rank has, in the order of ``kinds``."""
+    for kind in kinds:
+        if has_layout(x, kind):
+            yield kind, layout(x, kind)

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 import deepops
+from conftest import layout
 
 CASES: dict[str, Callable[[str], Callable[[], list[torch.Tensor]]]] = {}
 
@@ -97,7 +98,7 @@ def _max_pool2d(device):
 
 @case("max_pool2d_channels_last")
 def _max_pool2d_cl(device):
-    x = _randn(2, 8, 8, 8, device=device).contiguous(memory_format=torch.channels_last)
+    x = layout(_randn(2, 8, 8, 8, device=device), "channels_last")
     return _fwd_bwd(lambda t: deepops.max_pool2d(t, 2, ceil_mode=True), [x])
 
 
@@ -118,7 +119,7 @@ def _conv2d(device):
 
 @case("conv2d_channels_last")
 def _conv2d_cl(device):
-    x = _randn(2, 16, 12, 12, device=device, seed=4).contiguous(memory_format=torch.channels_last)
+    x = layout(_randn(2, 16, 12, 12, device=device, seed=4), "channels_last")
     w = _randn(16, 16, 3, 3, device=device, seed=5)
     return _fwd_bwd(lambda x, w: deepops.conv2d(x, w, None, 1, "same"), [x, w])
 

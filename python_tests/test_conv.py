@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, stable_seed
+from conftest import DEVICES, layout, stable_seed
 from conftest import assert_close_scaled as _close
 
 import deepops
@@ -37,31 +37,21 @@ def _random_case(rng: random.Random, max_hw=12):
             return N, C, H, W, Kc, (R, S), stride, padding, dilation, groups
 
 
-def _layout(x, kind):
-    if kind == "channels_last":
-        return x.contiguous(memory_format=torch.channels_last)
-    if kind == "strided":
-        big = torch.zeros(*x.shape[:-1], x.shape[-1] * 2, dtype=x.dtype, device=x.device)
-        big[..., ::2] = x
-        return big[..., ::2]
-    return x.contiguous()
-
-
-def _check_conv(case, device, dtype, layout="contiguous", bias=True):
+def _check_conv(case, device, dtype, kind="contiguous", bias=True):
     N, C, H, W, Kc, (R, S), stride, padding, dilation, groups = case
     gen = torch.Generator().manual_seed(stable_seed(case))
     x0 = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
     w0 = torch.randn(Kc, C // groups, R, S, generator=gen, dtype=torch.float64)
     b0 = torch.randn(Kc, generator=gen, dtype=torch.float64) if bias else None
-    ours = [_layout(t.to(device, dtype), layout).requires_grad_() for t in (x0, w0)]
+    ours = [layout(t.to(device, dtype), kind).requires_grad_() for t in (x0, w0)]
     ref = [t.to(device, dtype).requires_grad_() for t in (x0, w0)]
     if bias:
         ours.append(b0.to(device, dtype).requires_grad_())
         ref.append(b0.to(device, dtype).requires_grad_())
     y = deepops.conv2d(ours[0], ours[1], ours[2] if bias else None, stride, padding, dilation, groups)
-    yr = F.conv2d(_layout(ref[0], layout), ref[1], ref[2] if bias else None, stride, padding, dilation, groups)
+    yr = F.conv2d(layout(ref[0], kind), ref[1], ref[2] if bias else None, stride, padding, dilation, groups)
     _close(y, yr, dtype, f"conv2d forward {case}")
-    if layout == "channels_last" and C > 1 and H * W > 1 and y.shape[1] > 1 and y.shape[2] * y.shape[3] > 1:
+    if kind == "channels_last" and C > 1 and H * W > 1 and y.shape[1] > 1 and y.shape[2] * y.shape[3] > 1:
         assert y.is_contiguous(memory_format=torch.channels_last)
     go = torch.randn(yr.shape, generator=gen, dtype=torch.float64).to(device, dtype)
     g = torch.autograd.grad(y, ours, go)
@@ -70,7 +60,7 @@ def _check_conv(case, device, dtype, layout="contiguous", bias=True):
         _close(a, b, dtype, f"conv2d grad {name} {case}")
 
 
-def _check_conv_t(case, device, dtype, layout="contiguous", bias=True, rng=None):
+def _check_conv_t(case, device, dtype, kind="contiguous", bias=True, rng=None):
     N, C, H, W, Kc, (R, S), stride, padding, dilation, groups = case
     # the transposed convolution maps C (its input) to Kc channels; torch needs padding small enough
     gen = torch.Generator().manual_seed(stable_seed(case))
@@ -84,7 +74,7 @@ def _check_conv_t(case, device, dtype, layout="contiguous", bias=True, rng=None)
     x0 = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
     w0 = torch.randn(C, Kc // groups, R, S, generator=gen, dtype=torch.float64)
     b0 = torch.randn(Kc, generator=gen, dtype=torch.float64)
-    ours = [_layout(t.to(device, dtype), layout).requires_grad_() for t in (x0, w0)] + [b0.to(device, dtype).requires_grad_()]
+    ours = [layout(t.to(device, dtype), kind).requires_grad_() for t in (x0, w0)] + [b0.to(device, dtype).requires_grad_()]
     ref = [t.to(device, dtype).requires_grad_() for t in (x0, w0, b0)]
     bo, br = (ours[2], ref[2]) if bias else (None, None)
     y = deepops.conv_transpose2d(ours[0], ours[1], bo, stride, padding, out_pad, groups, dilation)
@@ -110,7 +100,7 @@ SLOW_CASES = 400
 def test_conv2d_random_grid(device, dtype):
     rng = random.Random(1234)
     for i in range(QUICK_CASES):
-        _check_conv(_random_case(rng), device, dtype, layout=("contiguous", "channels_last", "strided")[i % 3], bias=i % 4 != 3)
+        _check_conv(_random_case(rng), device, dtype, kind=("contiguous", "channels_last", "strided")[i % 3], bias=i % 4 != 3)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -118,7 +108,7 @@ def test_conv2d_random_grid(device, dtype):
 def test_conv_transpose2d_random_grid(device, dtype):
     rng = random.Random(4321)
     for i in range(QUICK_CASES):
-        _check_conv_t(_random_case(rng), device, dtype, layout=("contiguous", "channels_last", "strided")[i % 3],
+        _check_conv_t(_random_case(rng), device, dtype, kind=("contiguous", "channels_last", "strided")[i % 3],
                       bias=i % 4 != 3, rng=rng)
 
 
@@ -129,9 +119,9 @@ def test_conv_random_grid_large(device, dtype):
     rng = random.Random(99)
     for i in range(SLOW_CASES):
         case = _random_case(rng, max_hw=24)
-        layout = ("contiguous", "channels_last", "strided")[i % 3]
-        _check_conv(case, device, dtype, layout=layout, bias=i % 2 == 0)
-        _check_conv_t(case, device, dtype, layout=layout, bias=i % 2 == 1, rng=rng)
+        kind = ("contiguous", "channels_last", "strided")[i % 3]
+        _check_conv(case, device, dtype, kind=kind, bias=i % 2 == 0)
+        _check_conv_t(case, device, dtype, kind=kind, bias=i % 2 == 1, rng=rng)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -164,10 +154,10 @@ EDGE = [
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", EDGE, ids=[str(i) for i in range(len(EDGE))])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
-def test_edge_cases(device, case, layout):
-    _check_conv(case, device, torch.float64, layout)
-    _check_conv_t(case, device, torch.float64, layout)
+@pytest.mark.parametrize("kind", ["contiguous", "channels_last", "strided"])
+def test_edge_cases(device, case, kind):
+    _check_conv(case, device, torch.float64, kind)
+    _check_conv_t(case, device, torch.float64, kind)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -346,15 +336,15 @@ def test_direct_op_errors():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_conv_transpose2d_1x1_with_output_padding(device, layout):
+@pytest.mark.parametrize("kind", ["contiguous", "channels_last"])
+def test_conv_transpose2d_1x1_with_output_padding(device, kind):
     # a 1x1 kernel with stride 1 is a plain GEMM only when the planes agree: output_padding (allowed here because
     # the dilation is larger than it) widens the output, which the pointwise shortcut once filled with garbage
     x = torch.randn(2, 2, 12, 3, dtype=torch.float64, device=device)
     w = torch.randn(2, 3, 1, 1, dtype=torch.float64, device=device)
     b = torch.randn(3, dtype=torch.float64, device=device)
     for out_pad, dil in (((0, 1), (1, 2)), ((1, 1), (2, 2)), ((2, 0), (3, 1))):
-        ours = [_layout(x, layout).requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()]
+        ours = [layout(x, kind).requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()]
         ref = [t.clone().requires_grad_() for t in (x, w, b)]
         y = deepops.conv_transpose2d(*ours, 1, 0, out_pad, 1, dil)
         yr = F.conv_transpose2d(*ref, 1, 0, out_pad, 1, dil)

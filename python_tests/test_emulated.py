@@ -18,7 +18,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import EMULATED
+from conftest import EMULATED, layout
 
 import deepops
 from deepops import _ext
@@ -34,14 +34,9 @@ def _emu():
 
 
 def _layouts(x):
-    """Contiguous, channels_last, and a tensor whose data starts one element past a 16-byte boundary (the scalar
-    paths of the vectorised kernels)."""
-    yield x.contiguous()
-    yield x.contiguous(memory_format=torch.channels_last)
-    flat = torch.empty(x.numel() + 1, dtype=x.dtype)
-    off = flat[1:].view(x.shape)
-    off.copy_(x)
-    yield off
+    """x contiguous, channels_last, and misaligned: its data one element past a 16-byte boundary (the scalar paths
+    of the vectorised kernels)."""
+    return [layout(x, kind) for kind in ("contiguous", "channels_last", "misaligned")]
 
 
 def _conv_workload(dtype, tf32):

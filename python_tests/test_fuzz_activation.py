@@ -11,7 +11,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
-from fuzz_common import devices, layout, layouts, rand  # noqa: E402
+from conftest import layout  # noqa: E402
+from fuzz_common import devices, layouts, rand  # noqa: E402
 
 shapes = st.lists(st.integers(0, 9), min_size=0, max_size=4).map(tuple)
 float_dtypes = st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64])

@@ -1,6 +1,6 @@
 """Differential fuzzing of conv2d and conv_transpose2d against PyTorch: hypothesis draws batch (0 included), channels,
 groups (depthwise included), kernel, stride, padding (ints, 'same', 'valid'), dilation, output_padding, sizes
-(size-1 included), dtype, memory layout (channels_last, strided and transposed views) and bias; the values and all
+(size-1 included), dtype, memory layout (channels_last, a strided view, H and W swapped in memory) and bias; the values and all
 three gradients must agree with torch.nn.functional on the same inputs."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
-from conftest import HAS_CUDA  # noqa: E402
+from conftest import HAS_CUDA, layout  # noqa: E402
 from conftest import assert_close_scaled as _close  # noqa: E402
-from fuzz_common import devices, layout, layouts  # noqa: E402
+from fuzz_common import devices, layouts  # noqa: E402
 
 
 @st.composite

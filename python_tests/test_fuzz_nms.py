@@ -13,8 +13,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
-from conftest import TOL  # noqa: E402
-from fuzz_common import devices, layout  # noqa: E402
+from conftest import TOL, layout  # noqa: E402
+from fuzz_common import devices  # noqa: E402
 from test_nms import make_boxes, ref_box_iou, ref_nms  # noqa: E402
 
 try:
@@ -27,7 +27,7 @@ except ImportError:
 kinds = st.sampled_from(["sparse", "clustered", "identical", "degenerate", "ties", "nested", "grid"])
 dtypes = st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64])
 thresholds = st.one_of(st.sampled_from([0.0, 1.0, 0.5]), st.floats(-0.5, 1.5, allow_nan=False))
-box_layouts = st.sampled_from(["contiguous", "strided", "transposed"])
+box_layouts = st.sampled_from(["contiguous", "strided", "last_two_swapped"])  # the last: boxes stored column-major
 
 
 def _boxes(n, kind, seed):

@@ -13,7 +13,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
-from fuzz_common import devices, layout, layouts, rand  # noqa: E402
+from conftest import layout  # noqa: E402
+from fuzz_common import devices, layouts, rand  # noqa: E402
 
 pair = lambda lo, hi: st.tuples(st.integers(lo, hi), st.integers(lo, hi))  # noqa: E731
 dtypes = st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64])
