@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import numba
 import pytest
+import torch
 
 from deepops.cli import main
 
 
 def test_info(capsys):
     assert main(["info"]) == 0
-    out = capsys.readouterr().out
-    assert "torch" in out and "numba" in out and "cuda_extension_loaded" in out and "relu" in out
+    rows = _rows(capsys.readouterr().out)
+    assert rows["torch"] == torch.__version__ and rows["numba"] == numba.__version__
+    assert rows["cuda_extension_loaded"] == str("deepops._C" in sys.modules)
+    registered = {n.removeprefix("deepops::") for n in torch._C._dispatch_get_all_op_names() if n.startswith("deepops::")}
+    assert set(rows["ops"].split(", ")) == registered
+
+
+def _rows(info_out: str) -> dict[str, str]:
+    """``deepops info``'s lines as {key: value}."""
+    return dict(line.split(None, 1) for line in info_out.splitlines())
 
 
 def test_python_dash_m():
     r = subprocess.run([sys.executable, "-m", "deepops", "info"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "backend_cpu" in r.stdout
+    rows = _rows(r.stdout)
+    assert rows["torch"] == torch.__version__
+    emulated = os.environ.get("DEEPOPS_CPU_BACKEND") == "cuda-emu"
+    assert rows["backend_cpu"].startswith("deepops CUDA kernels, emulated" if emulated else "numba")
 
 
 def test_bench_quick_relu(tmp_path, capsys):
@@ -34,12 +48,20 @@ def test_bench_quick_relu(tmp_path, capsys):
         png = None
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "relu 64x256x56x56" in out and "vs torch" in out
     report = json.loads(js.read_text())
-    assert report["machine"]["cores"] >= 1 and "copy_GBps" in report["ceilings"]["cpu"]
-    rows = report["results"]
-    assert {r["impl"] for r in rows} == {"deepops", "torch"}
-    assert all(r["median_s"] > 0 and r["reps"] >= 5 and r["gbps"] > 0 for r in rows)
+    assert report["quick"] is True
+    assert report["machine"]["cores"] == os.cpu_count() and report["machine"]["torch"] == torch.__version__
+    assert report["ceilings"]["cpu"]["copy_GBps"] > 0
+    # --quick, --ops relu, cpu: the one quick ReLU workload, float32 (16-bit runs on the CPU only when asked for)
+    assert sorted(r["impl"] for r in report["results"]) == ["deepops", "torch"]
+    rows = {r["impl"]: r for r in report["results"]}
+    for r in rows.values():
+        assert (r["op"], r["workload"], r["device"], r["dtype"]) == ("relu", "relu 64x256x56x56", "cpu", "float32")
+        assert r["median_s"] > 0 and r["reps"] >= 5
+        # ReLU reads and writes each float32 element once
+        assert r["gbps"] == pytest.approx(2 * 64 * 256 * 56 * 56 * 4 / r["median_s"] / 1e9)
+    speedup = rows["torch"]["median_s"] / rows["deepops"]["median_s"]
+    assert "relu 64x256x56x56" in out and f"{speedup:9.2f}x vs torch" in out
     if png is not None:
         assert png.stat().st_size > 1000
 
