@@ -1,4 +1,5 @@
-"""Numba CPU kernels for non-maximum suppression (NMS) and pairwise box IoU.
+"""The CPU kernels of non-maximum suppression (NMS) and pairwise box IoU: Numba loops, and the torch glue that runs
+them (at the bottom).
 
 Semantics (those of torchvision's CPU kernel, arithmetic included):
 
@@ -33,7 +34,10 @@ import math
 
 import numba
 import numpy as np
+import torch
 from numba import prange
+
+from .._rules import compute_dtype
 
 _SERIAL = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")  # IEEE division: 0 / 0 is NaN
 _PARALLEL = dict(_SERIAL, parallel=True)
@@ -227,7 +231,7 @@ def nms_grid(x1, y1, x2, y2, cls, order, thr, zero, areas, active, size, keep):
     return cnt
 
 
-def nms(x1, y1, x2, y2, cls, order, thr: float, keep) -> int:
+def keep_indices(x1, y1, x2, y2, cls, order, thr: float, keep) -> int:
     """Kept indices into ``keep`` (in ``order``'s order); returns their number.  Arrays: 1-D, contiguous; the
     coordinates float32 or float64, ``cls`` and ``order`` int64."""
     n = order.size
@@ -244,15 +248,19 @@ def nms(x1, y1, x2, y2, cls, order, thr: float, keep) -> int:
 
 # ------------------------------------------------------------------------------------------------------ box IoU
 
+# How box_iou rounds ``x2 - x1`` and ``y2 - y1``: not at all (float32/float64 boxes), or to the 16-bit type the
+# boxes came in (torchvision computes 16-bit boxes in that type; deepops computes in float32 and rounds there)
+ROUND_NONE, ROUND_FLOAT16, ROUND_BFLOAT16 = 0, 1, 2
+
 
 @numba.njit(inline="always", **_SERIAL)
 def _round_half(v, mode):
-    """v (float32) rounded to float16 (mode 1) or bfloat16 (mode 2), half to even, as PyTorch rounds the
+    """v (float32) rounded to float16 (ROUND_FLOAT16) or bfloat16 (ROUND_BFLOAT16), half to even, as PyTorch rounds the
     difference of two half tensors.  The spacing of the target format at v is 2**(exponent - bits + 1), never
     finer than its subnormal spacing; values beyond its largest finite number round to infinity."""
-    if mode == 0 or v != v or math.isinf(v) or v == 0:
+    if mode == ROUND_NONE or v != v or math.isinf(v) or v == 0:
         return v
-    if mode == 1:
+    if mode == ROUND_FLOAT16:
         bits, min_exp, largest = 11, -14, 65504.0
     else:
         bits, min_exp, largest = 8, -126, 3.3895313892515355e38
@@ -267,9 +275,9 @@ def _round_half(v, mode):
 
 
 @numba.njit(**_PARALLEL)
-def box_iou(a, b, mode, zero, out):
+def _box_iou(a, b, mode, zero, out):
     """out[i, j] = IoU(a[i], b[j]) with torchvision.ops.box_iou's arithmetic: ``max``/``min`` propagate NaN,
-    ``w = clamp(x2 - x1, min=0)`` (the difference rounded to the 16-bit type first when ``mode`` is 1 or 2),
+    ``w = clamp(x2 - x1, min=0)`` (the difference rounded to the 16-bit type first when ``mode`` says so),
     ``iou = w * h / (area_a + area_b - w * h)``."""
     n = a.shape[0]
     m = b.shape[0]
@@ -292,3 +300,42 @@ def box_iou(a, b, mode, zero, out):
             h = zero if h < zero else h
             inter = w * h
             out[i, j] = inter / (area_a + area_b[j] - inter)
+
+
+# -------------------------------------------------------------------- the torch glue (arguments already checked)
+
+
+def _nms(boxes, scores, idxs, iou_threshold):
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.empty(0, dtype=torch.int64)
+    # the stable descending sort of torch itself: equal scores keep their order, NaN first
+    order = torch.sort(scores.detach(), stable=True, descending=True).indices
+    b = boxes.detach().to(compute_dtype(boxes.dtype))
+    x1, y1, x2, y2 = b.t().contiguous().numpy()
+    cls = idxs.detach().to(torch.int64).contiguous().numpy() if idxs is not None else np.zeros(n, np.int64)
+    keep = np.empty(n, np.int64)
+    cnt = keep_indices(x1, y1, x2, y2, cls, order.numpy(), float(iou_threshold), keep)
+    return torch.from_numpy(keep[:cnt].copy())
+
+
+def nms(boxes, scores, iou_threshold):
+    return _nms(boxes, scores, None, iou_threshold)
+
+
+def batched_nms(boxes, scores, idxs, iou_threshold):
+    return _nms(boxes, scores, idxs, iou_threshold)
+
+
+_ROUNDING = {torch.float16: ROUND_FLOAT16, torch.bfloat16: ROUND_BFLOAT16}
+
+
+def box_iou(boxes1, boxes2):
+    odt = compute_dtype(boxes1.dtype)
+    out = torch.empty(boxes1.shape[0], boxes2.shape[0], dtype=odt)
+    if out.numel() == 0:
+        return out
+    a = boxes1.detach().to(odt).contiguous().numpy()
+    b = boxes2.detach().to(odt).contiguous().numpy()
+    _box_iou(a, b, _ROUNDING.get(boxes1.dtype, ROUND_NONE), a.dtype.type(0), out.numpy())
+    return out

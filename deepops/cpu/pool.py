@@ -1,4 +1,5 @@
-"""Numba CPU kernels for 2-D max pooling, forward (values, with or without indices) and backward.
+"""The CPU kernels of 2-D max pooling, forward (values, with or without indices) and backward: Numba loops, and the
+torch glue that runs them (at the bottom).
 
 Semantics (those of PyTorch's kernels, checked against them in the tests):
 
@@ -29,7 +30,7 @@ Strategy.
   most ``ceil(k / s)`` per dimension) and adds, channel by channel with a branch-free select that vectorises, the
   gradients whose index names it.  Windows lying wholly in the padding (possible with dilation) pass nothing on.
 
-float16 and bfloat16 are converted to float32 by the caller (exact for a maximum; the gradient sum runs in float32
+float16 and bfloat16 are converted to float32 by the glue (exact for a maximum; the gradient sum runs in float32
 and is rounded once).  ``cache=True`` keeps the compiled code on disk.
 """
 
@@ -37,7 +38,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 from numba import prange
+
+from .._rules import compute_dtype, memory_format, pair, pool_out_size
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False)
 _SERIAL = dict(cache=True, nogil=True, boundscheck=False)
@@ -273,3 +277,83 @@ def backward_nhwc(g, ind, gin, kh, kw, sh, sw, ph, pw, dh, dw):
                     iv = ind[n, oh, ow]
                     for c in range(C):
                         acc[c] += gv[c] if iv[c] == flat else zero
+
+
+# -------------------------------------------------------------------- the torch glue (arguments already checked)
+#
+# A 3-D (C, H, W) input is pooled as a batch of one, in contiguous format (as PyTorch's 3-D pooling); a 4-D one in
+# its suggested memory format: NCHW planes or NHWC rows (``_rules.memory_format``).
+
+
+def _nchw_view(t4: torch.Tensor) -> np.ndarray:
+    """A contiguous (N, C, H, W) tensor as a (planes, H, W) array."""
+    n, c, h, w = t4.shape
+    return t4.reshape(n * c, h, w).numpy()
+
+
+def _nhwc_view(t4: torch.Tensor) -> np.ndarray:
+    """A channels_last (N, C, H, W) tensor as its (N, H, W, C) storage."""
+    return t4.permute(0, 2, 3, 1).numpy()
+
+
+def _geometry(kernel_size, stride, padding, dilation):
+    k, s, p, d = (pair(v, "", "max_pool2d") for v in (kernel_size, stride or kernel_size, padding, dilation))
+    return k, s, p, d, (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
+
+
+def _forward(input, kernel_size, stride, padding, dilation, ceil_mode, with_ind):
+    k, s, p, d, args = _geometry(kernel_size, stride, padding, dilation)
+    h, w = input.shape[-2:]
+    oh = pool_out_size(h, k[0], s[0], p[0], d[0], ceil_mode)
+    ow = pool_out_size(w, k[1], s[1], p[1], d[1], ceil_mode)
+    fmt = memory_format(input)
+    x4 = input.detach().unsqueeze(0) if input.dim() == 3 else input.detach()
+    n, c = x4.shape[:2]
+    out = torch.empty((n, c, oh, ow), dtype=input.dtype, memory_format=fmt)
+    ind = torch.empty((n, c, oh, ow), dtype=torch.int64, memory_format=fmt)
+    if out.numel() > 0:
+        cdt = compute_dtype(input.dtype)
+        x4 = x4.to(cdt).contiguous(memory_format=fmt)
+        res = out if cdt == input.dtype else torch.empty(out.shape, dtype=cdt, memory_format=fmt)
+        if fmt == torch.channels_last:
+            ia = _nhwc_view(ind) if with_ind else np.empty((0, 0, 0, 0), np.int64)
+            forward_nhwc(_nhwc_view(x4), _nhwc_view(res), ia, with_ind, *args)
+        else:
+            ia = _nchw_view(ind) if with_ind else np.empty((0, 0, 0), np.int64)
+            forward_nchw(_nchw_view(x4), _nchw_view(res), ia, with_ind, *args)
+        if res is not out:
+            out.copy_(res)
+    if input.dim() == 3:
+        out, ind = out[0], ind[0]
+    return out, ind
+
+
+def max_pool2d_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode):
+    return _forward(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode):
+    return _forward(input, kernel_size, stride, padding, dilation, ceil_mode, False)[0]
+
+
+def max_pool2d_backward(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode):
+    args = _geometry(kernel_size, stride, padding, dilation)[-1]
+    fmt = memory_format(input)
+    gin = torch.empty(input.shape, dtype=input.dtype, memory_format=fmt)
+    if gin.numel() == 0:
+        return gin
+    squeeze = input.dim() == 3
+    g4 = grad_output.detach().unsqueeze(0) if squeeze else grad_output.detach()
+    i4 = indices.unsqueeze(0) if squeeze else indices
+    cdt = compute_dtype(input.dtype)
+    g4 = g4.to(cdt).contiguous(memory_format=fmt)
+    i4 = i4.contiguous(memory_format=fmt)
+    gin4 = gin.unsqueeze(0) if squeeze else gin
+    res = gin4 if cdt == input.dtype else torch.empty(gin4.shape, dtype=cdt, memory_format=fmt)
+    if fmt == torch.channels_last:
+        backward_nhwc(_nhwc_view(g4), _nhwc_view(i4), _nhwc_view(res), *args)
+    else:
+        backward_nchw(_nchw_view(g4), _nchw_view(i4), _nchw_view(res), *args)
+    if res is not gin4:
+        gin4.copy_(res)
+    return gin

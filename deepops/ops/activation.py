@@ -12,44 +12,38 @@ Ops (schemas in the ``deepops`` namespace):
 ========================================================================  =========================================
 
 The backward ops have autograd formulas of their own, so double backward (``gradgradcheck``) works too.
+
+Every op module reads the same way: checks and fakes, the schemas (``define``: schema, check, CPU kernel from
+``deepops.cpu``, fake), the autograd formulas, then the public functions.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .._library import check_float, check_same, define
-from ..cpu import activation as K
-from . import _elementwise as E
+from .. import cpu
+from .._library import define
+from .._rules import check_float, check_same
 
-# ----------------------------------------------------------------------------------------------------------- relu
-
-
-def _relu_cpu(self):
-    return E.run(K.relu_forward, [self])
+# ------------------------------------------------------------------------------------------------- checks, fakes
 
 
-def _relu_inplace_cpu(self):
-    E.run_inplace(K.relu_forward, K.relu_forward_inplace, self)
+def _check_relu(self):
+    check_float(self, "input", "relu")
 
 
-def _relu_backward_cpu(grad, result):
+def _check_leaky(self, negative_slope):
+    check_float(self, "input", "leaky_relu")
+
+
+def _check_relu_backward(grad, result):
+    check_float(grad, "grad", "relu_backward")
     check_same(grad, result, ("grad", "result"), "relu_backward")
-    return E.run(K.relu_backward, [grad, result])
 
 
-def _leaky_cpu(self, negative_slope):
-    return E.run(K.leaky_relu_forward, [self], negative_slope)
-
-
-def _leaky_inplace_cpu(self, negative_slope):
-    E.run_inplace(K.leaky_relu_forward, K.leaky_relu_forward_inplace, self, negative_slope)
-
-
-def _leaky_backward_cpu(grad, self, negative_slope):
+def _check_leaky_backward(grad, self, negative_slope):
+    check_float(grad, "grad", "leaky_relu_backward")
     check_same(grad, self, ("grad", "self"), "leaky_relu_backward")
-    # the output takes self's layout (grad may be an expanded or strided view)
-    return E.run(lambda x, g, s, out: K.leaky_relu_backward(g, x, s, out), [self, grad], negative_slope)
 
 
 def _like_first(t, *args):
@@ -64,14 +58,19 @@ def _nothing(*args):
     return None
 
 
-define("relu(Tensor self) -> Tensor", _relu_cpu, _like_first)
-define("relu_(Tensor(a!) self) -> ()", _relu_inplace_cpu, _nothing)
-define("relu_backward(Tensor grad, Tensor result) -> Tensor", _relu_backward_cpu, _backward_fake)
-define("leaky_relu(Tensor self, float negative_slope) -> Tensor", _leaky_cpu, _like_first)
-define("leaky_relu_(Tensor(a!) self, float negative_slope) -> ()", _leaky_inplace_cpu, _nothing)
+define("relu(Tensor self) -> Tensor", _check_relu, cpu.activation.relu, _like_first)
+define("relu_(Tensor(a!) self) -> ()", _check_relu, cpu.activation.relu_, _nothing)
 define(
-    "leaky_relu_backward(Tensor grad, Tensor self, float negative_slope) -> Tensor", _leaky_backward_cpu,
+    "relu_backward(Tensor grad, Tensor result) -> Tensor", _check_relu_backward, cpu.activation.relu_backward,
     _backward_fake,
+)
+define("leaky_relu(Tensor self, float negative_slope) -> Tensor", _check_leaky, cpu.activation.leaky_relu, _like_first)
+define(
+    "leaky_relu_(Tensor(a!) self, float negative_slope) -> ()", _check_leaky, cpu.activation.leaky_relu_, _nothing
+)
+define(
+    "leaky_relu_backward(Tensor grad, Tensor self, float negative_slope) -> Tensor", _check_leaky_backward,
+    cpu.activation.leaky_relu_backward, _backward_fake,
 )
 
 # ------------------------------------------------------------------------------------------------------- autograd
@@ -143,7 +142,7 @@ def _inplace(op_inplace, op, input, *args, saves_input=False):
 
 def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """``torch.nn.functional.relu``: ``max(input, 0)``, NaN propagated. float16/bfloat16/float32/float64."""
-    check_float(input, "input", "relu")
+    check_float(input, "input", "relu")  # before the in-place path reads input.requires_grad
     if inplace:
         return _inplace(ops.relu_, ops.relu, input)
     return ops.relu(input)

@@ -34,26 +34,17 @@ unbacked symbolic size from the fake implementation), so ``fullgraph=True`` work
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from .. import cpu
 from .._library import define
-from ..cpu import nms as K
-
-_HALF = (torch.float16, torch.bfloat16)
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INTS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+from .._rules import INT_DTYPES, check_float, check_tensor, compute_dtype
 
 # ------------------------------------------------------------------------------------------------------- checks
 
 
 def _check_boxes(t, arg: str, op: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"deepops.{op}: '{arg}' must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _FLOATS:
-        raise TypeError(
-            f"deepops.{op}: '{arg}' has dtype {t.dtype}; supported dtypes are float16, bfloat16, float32 and float64"
-        )
+    check_float(t, arg, op)
     if t.dim() != 2 or t.shape[1] != 4:
         raise ValueError(f"deepops.{op}: '{arg}' must have shape (N, 4) as (x1, y1, x2, y2), got {tuple(t.shape)}")
 
@@ -61,8 +52,7 @@ def _check_boxes(t, arg: str, op: str) -> None:
 def _check_nms_args(boxes, scores, idxs, op: str) -> None:
     """Clear errors for every bad combination: TypeError for dtypes, ValueError for shapes, RuntimeError for devices."""
     _check_boxes(boxes, "boxes", op)
-    if not isinstance(scores, torch.Tensor):
-        raise TypeError(f"deepops.{op}: 'scores' must be a torch.Tensor, got {type(scores).__name__}")
+    check_tensor(scores, "scores", op)
     if scores.dtype != boxes.dtype:
         raise TypeError(f"deepops.{op}: 'scores' has dtype {scores.dtype} but 'boxes' has dtype {boxes.dtype}")
     if scores.dim() != 1:
@@ -75,9 +65,8 @@ def _check_nms_args(boxes, scores, idxs, op: str) -> None:
         raise RuntimeError(f"deepops.{op}: 'boxes' is on {boxes.device} but 'scores' is on {scores.device}")
     if idxs is None:
         return
-    if not isinstance(idxs, torch.Tensor):
-        raise TypeError(f"deepops.{op}: 'idxs' must be a torch.Tensor, got {type(idxs).__name__}")
-    if idxs.dtype not in _INTS:
+    check_tensor(idxs, "idxs", op)
+    if idxs.dtype not in INT_DTYPES:
         raise TypeError(f"deepops.{op}: 'idxs' (class indices) must have an integer dtype, got {idxs.dtype}")
     if idxs.dim() != 1:
         raise ValueError(f"deepops.{op}: 'idxs' must be 1-D, got shape {tuple(idxs.shape)}")
@@ -96,78 +85,33 @@ def _check_iou_args(boxes1, boxes2) -> None:
         raise RuntimeError(f"deepops.box_iou: 'boxes1' is on {boxes1.device} but 'boxes2' is on {boxes2.device}")
 
 
-# ------------------------------------------------------------------------------------------------ CPU (Numba)
-
-
-def _nms_cpu_impl(boxes, scores, idxs, iou_threshold):
-    n = boxes.shape[0]
-    if n == 0:
-        return torch.empty(0, dtype=torch.int64)
-    # the stable descending sort of torch itself: equal scores keep their order, NaN first
-    order = torch.sort(scores.detach(), stable=True, descending=True).indices
-    b = boxes.detach()
-    b = b.float() if b.dtype in _HALF else b
-    x1, y1, x2, y2 = b.t().contiguous().numpy()
-    cls = idxs.detach().to(torch.int64).contiguous().numpy() if idxs is not None else np.zeros(n, np.int64)
-    keep = np.empty(n, np.int64)
-    cnt = K.nms(x1, y1, x2, y2, cls, order.numpy(), float(iou_threshold), keep)
-    return torch.from_numpy(keep[:cnt].copy())
-
-
-def _nms_cpu(boxes, scores, iou_threshold):
+def _check_nms(boxes, scores, iou_threshold):
     _check_nms_args(boxes, scores, None, "nms")
-    return _nms_cpu_impl(boxes, scores, None, iou_threshold)
 
 
-def _batched_nms_cpu(boxes, scores, idxs, iou_threshold):
+def _check_batched_nms(boxes, scores, idxs, iou_threshold):
     _check_nms_args(boxes, scores, idxs, "batched_nms")
-    return _nms_cpu_impl(boxes, scores, idxs, iou_threshold)
-
-
-def _iou_dtype(dtype):
-    return torch.float32 if dtype in _HALF else dtype
-
-
-def _box_iou_cpu(boxes1, boxes2):
-    _check_iou_args(boxes1, boxes2)
-    odt = _iou_dtype(boxes1.dtype)
-    out = torch.empty(boxes1.shape[0], boxes2.shape[0], dtype=odt)
-    if out.numel() == 0:
-        return out
-    mode = {torch.float16: 1, torch.bfloat16: 2}.get(boxes1.dtype, 0)
-    a = boxes1.detach().to(odt).contiguous().numpy()
-    b = boxes2.detach().to(odt).contiguous().numpy()
-    K.box_iou(a, b, mode, a.dtype.type(0), out.numpy())
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------- fakes
 
 
-def _nms_fake(boxes, scores, iou_threshold):
-    _check_nms_args(boxes, scores, None, "nms")
-    n = torch.library.get_ctx().new_dynamic_size()
-    return boxes.new_empty((n,), dtype=torch.int64)
-
-
-def _batched_nms_fake(boxes, scores, idxs, iou_threshold):
-    _check_nms_args(boxes, scores, idxs, "batched_nms")
+def _kept_fake(boxes, *args):
+    # the number of kept boxes depends on the data: an unbacked symbolic size under torch.compile
     n = torch.library.get_ctx().new_dynamic_size()
     return boxes.new_empty((n,), dtype=torch.int64)
 
 
 def _box_iou_fake(boxes1, boxes2):
-    _check_iou_args(boxes1, boxes2)
-    return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]), dtype=_iou_dtype(boxes1.dtype))
+    return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]), dtype=compute_dtype(boxes1.dtype))
 
 
-define("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor", _nms_cpu, _nms_fake)
+define("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor", _check_nms, cpu.nms.nms, _kept_fake)
 define(
     "batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor",
-    _batched_nms_cpu,
-    _batched_nms_fake,
+    _check_batched_nms, cpu.nms.batched_nms, _kept_fake,
 )
-define("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor", _box_iou_cpu, _box_iou_fake)
+define("box_iou(Tensor boxes1, Tensor boxes2) -> Tensor", _check_iou_args, cpu.nms.box_iou, _box_iou_fake)
 
 # ------------------------------------------------------------------------------------------------------ autograd
 ops = torch.ops.deepops
@@ -186,7 +130,7 @@ def _area_grad(t):
 
 def _box_iou_backward(grad, boxes1, boxes2):
     """The gradient of torchvision's box_iou expression, written out (so it works on any device and twice)."""
-    cdt = _iou_dtype(boxes1.dtype)
+    cdt = compute_dtype(boxes1.dtype)
     a = boxes1.to(cdt)[:, None, :]  # (N, 1, 4)
     b = boxes2.to(cdt)[None, :, :]  # (1, M, 4)
     g = grad.to(cdt)
@@ -226,13 +170,18 @@ torch.library.register_autograd("deepops::box_iou", _box_iou_bwd, setup_context=
 # ------------------------------------------------------------------------------------------------------ public API
 
 
+def _tensors(op, **args):
+    for name, t in args.items():
+        check_tensor(t, name, op)
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """``torchvision.ops.nms``: indices (int64) of the boxes kept by non-maximum suppression, by decreasing score.
 
     ``boxes``: ``(N, 4)`` as ``(x1, y1, x2, y2)``; ``scores``: ``(N,)`` of the same dtype; a box is discarded when
     its IoU with a higher-scored kept box is > ``iou_threshold``.  Ties in score keep the input order.
     """
-    _check_nms_args(boxes, scores, None, "nms")
+    _tensors("nms", boxes=boxes, scores=scores)
     return ops.nms(boxes, scores, float(iou_threshold))
 
 
@@ -241,11 +190,11 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, i
 
     Returns the kept indices (int64) sorted by decreasing score (ties in index order).
     """
-    _check_nms_args(boxes, scores, idxs, "batched_nms")
+    _tensors("batched_nms", boxes=boxes, scores=scores, idxs=idxs)
     return ops.batched_nms(boxes, scores, idxs, float(iou_threshold))
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """``torchvision.ops.box_iou``: the ``(N, M)`` IoU matrix of ``(N, 4)`` and ``(M, 4)`` boxes (x1, y1, x2, y2)."""
-    _check_iou_args(boxes1, boxes2)
+    _tensors("box_iou", boxes1=boxes1, boxes2=boxes2)
     return ops.box_iou(boxes1, boxes2)
