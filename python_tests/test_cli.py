@@ -66,6 +66,15 @@ def test_bench_quick_relu(tmp_path, capsys):
         assert png.stat().st_size > 1000
 
 
+def test_bench_quick_times_both_convolutions_on_the_cpu():
+    from deepops.bench import core, runner
+
+    runner.load_cases()
+    quick = [w.name for w in core.REGISTRY if w.quick and "cpu" in w.devices and torch.float32 in w.dtypes]
+    for op in ("conv2d", "conv_transpose2d"):
+        assert any(f" {op} fwd " in f" {n} " for n in quick) and any(f" {op} fwd+bwd " in f" {n} " for n in quick), op
+
+
 def test_bench_rejects_unknown_option():
     with pytest.raises(SystemExit):
         main(["bench", "--no-such-option"])
