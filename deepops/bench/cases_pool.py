@@ -1,6 +1,6 @@
 """Benchmark workloads for max_pool2d: memory-bound, so judged in GB/s and against F.max_pool2d in the same run.
 
-The issue's goal shapes: 8x64x56x56 with kernel 3 stride 2 (a ResNet stem pool) and 16x32x64x64 with kernel 2
+The shapes of the speed goal: 8x64x56x56 with kernel 3 stride 2 (a ResNet stem pool) and 16x32x64x64 with kernel 2
 stride 2, each NCHW and channels_last, forward (inference, under no_grad: deepops then skips the indices) and forward + backward (autograd: the indexed
 forward, then the gradient).
 

@@ -4,7 +4,7 @@ A :class:`Workload` describes one measurement (say, ReLU forward on 64x256x56x56
 device, the implementations to compare (``deepops`` and its peers: ``torch``, ``numpy``, ``torchvision``) and the
 work it does (bytes moved, floating-point operations) so that times can be set against the hardware's limits.
 
-Timing rules (see the README's "How we measure"):
+Timing rules (summarised for users in the README's "Benchmarks" section):
 
 * every implementation is called once untimed first; that first call (Numba compilation, extension loading, cuDNN
   autotuning) is reported separately as ``warmup_s`` and then a few more untimed calls follow;
