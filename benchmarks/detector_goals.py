@@ -1,4 +1,4 @@
-"""Reproduce the cell detector's goal runs (issue 9) and record them under benchmarks/results/.
+"""Reproduce the cell detector's goal runs and record them under benchmarks/results/.
 
     PYTHONPATH=. python benchmarks/detector_goals.py [--name detector_goals] [--out runs/detector_goal] [train options...]
 
@@ -60,8 +60,9 @@ def main() -> int:
     rec["s_per_epoch"] = rec["train_s"] / len(hist)
     rec["s_per_step"] = rec["train_s"] / rec["steps"]
     ev = ROOT / out / "eval"
+    # paths relative to the repository (the commands run there), so that the recorded command holds on any machine
     pred = [sys.executable, "-m", "deepops", "predict", "detector", "--checkpoint", f"{out}/last.pt", "--images", "200",
-            "--out", str(ev)]
+            "--out", f"{out}/eval"]
     rec["predict_command"] = shlex.join(["deepops", *pred[3:]])
     rec["predict_wall_s"] = run(pred)
     report = json.loads((ev / "report.json").read_text())
