@@ -1,7 +1,7 @@
 """pytest-benchmark suites over the same workloads as ``deepops bench`` (run with ``pytest benchmarks``).
 
 Every registered workload becomes one benchmark per implementation and device, grouped so that pytest-benchmark's
-table sets deepops beside its peers.  ``--quick-only`` style selection: ``pytest benchmarks -k relu``.
+table sets deepops beside its peers.  Select workloads with ``-k``, e.g. ``pytest benchmarks -k relu``.
 """
 
 from __future__ import annotations
