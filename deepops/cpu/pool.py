@@ -42,6 +42,7 @@ import torch
 from numba import prange
 
 from .._rules import compute_dtype, memory_format, pair, pool_out_size
+from ._windows import valid_range
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False)
 _SERIAL = dict(cache=True, nogil=True, boundscheck=False)
@@ -57,17 +58,9 @@ def _first_in(start, step):
 
 @numba.njit(**_SERIAL)
 def _interior(n_in, n_out, k, s, p, d):
-    """The output range [lo, hi) whose windows lie wholly inside [0, n_in)."""
-    lo = (p + s - 1) // s
-    span = (k - 1) * d
-    # o * s - p + span <= n_in - 1  <=>  o <= (n_in - 1 - span + p) / s
-    top = n_in - 1 - span + p
-    hi = top // s + 1 if top >= 0 else 0
-    if hi > n_out:
-        hi = n_out
-    if lo > hi:
-        lo = hi
-    return lo, hi
+    """The output range [lo, hi) whose windows lie wholly inside [0, n_in): a window's first tap ``o * s - p`` in
+    ``[0, n_in - (k - 1) * d)``."""
+    return valid_range(n_out, s, -p, n_in - (k - 1) * d)
 
 
 @numba.njit(**_SERIAL)
