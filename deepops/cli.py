@@ -1,4 +1,5 @@
-"""The ``deepops`` command line: ``deepops info`` and ``deepops bench`` (``python -m deepops`` is the same)."""
+"""The ``deepops`` command line (``python -m deepops`` is the same): ``deepops info`` and ``deepops bench`` are
+defined here; ``train``, ``predict``, ``sample``, ``count`` and ``filter`` are the plug-ins of ``deepops.commands``."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for m in pkgutil.iter_modules(commands.__path__):
         importlib.import_module(f"deepops.commands.{m.name}").register(parsers)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    args.argv = argv  # the command as given (training records it in metrics.json)
     if getattr(args, "func", None) is not None:
         return int(args.func(args) or 0)
 
@@ -58,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(runner.table(report))
         if args.json:
-            runner.write_json(report, args.json)
+            from deepops._report import write_json
+
+            write_json(args.json, report)
             print(f"report written to {args.json}")
         if args.plot and runner.plot(report, args.plot):
             print(f"chart written to {args.plot}")

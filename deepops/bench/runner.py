@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 import pkgutil
 import platform
@@ -13,7 +12,6 @@ import time
 
 import torch
 
-from .._progress import Progress
 from . import core
 
 
@@ -86,7 +84,10 @@ def run(
                 jobs.append((w, dev, dt))
     if budget_s is None:
         budget_s = 0.3 if quick else 1.5
-    bar = Progress(len(jobs), enabled=progress)
+    from tqdm.auto import tqdm
+
+    # progress None: tqdm's choice (a bar on a terminal or in a notebook, nothing in logs)
+    bar = tqdm(total=len(jobs), disable=None if progress is None else not progress, leave=False, dynamic_ncols=True)
     ceilings = {}
     for dev in devs:
         d = torch.device(dev)
@@ -95,8 +96,9 @@ def run(
             ceilings[dev]["matmul_fp16_TFLOPs"] = core.matmul_throughput(d, torch.float16)
     results: list[core.Result] = []
     for w, dev, dt in jobs:
-        bar.update(text=f"{w.name} {dev} {str(dt)[6:]}")
+        bar.set_postfix_str(f"{w.name} {dev} {str(dt)[6:]}")
         results.extend(_run_one(w, torch.device(dev), dt, budget_s))
+        bar.update(1)
     bar.close()
     return {
         "machine": machine(),
@@ -204,12 +206,6 @@ def gpu_vs_cpu(report: dict) -> dict[str, float]:
         if r["impl"] == "deepops" and r["dtype"] == "float32":
             t.setdefault(r["workload"], {})[r["device"]] = r["median_s"]
     return {wl: d["cpu"] / d["cuda"] for wl, d in t.items() if "cpu" in d and "cuda" in d}
-
-
-def write_json(report: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
 
 
 def plot(report: dict, path: str) -> bool:

@@ -4,33 +4,30 @@
     torchrun --nproc-per-node 2 -m deepops train classifier ...      # DDP: gloo on the CPU, nccl on GPUs
     deepops train classifier --resume runs/lenet/last.pt --epochs 40 # continue a run
     deepops predict classifier --checkpoint runs/lenet/last.pt a.png b.tif
+
+The options every ``deepops train`` command shares (``--epochs``, ``--seed``, ``--device``, ``--out``, ``--resume``,
+``--time-limit``, ``--stop-after``, ``--threads``, ``--no-progress``) are ``deepops.train.loop.add_loop_arguments``.
 """
 
 from __future__ import annotations
 
 
 def register(parsers) -> None:
+    from ..train.loop import add_loop_arguments
+
     t = parsers["train"].add_parser("classifier", help="train the LeNet-5 / AlexNet-style image classifier")
+    add_loop_arguments(t, epochs=30, out="runs/classifier")
     t.add_argument("--model", choices=["lenet", "alexnet"], default="lenet")
     t.add_argument("--data", default="digits", help="'digits' (scikit-learn's, offline) or a folder with one sub-folder of images per class")
-    t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=64, help="global batch (divided among torchrun processes)")
     t.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate (cosine decay)")
     t.add_argument("--weight-decay", type=float, default=1e-4)
-    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/classifier", help="folder for last.pt, metrics.json, curves.png, confusion.png")
-    t.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a last.pt")
     t.add_argument("--image-size", type=int, default=None, help="resize images to this (default: 16 for digits, 32 for folders)")
     t.add_argument("--val-fraction", type=float, default=0.15)
     t.add_argument("--test-fraction", type=float, default=0.25)
     t.add_argument("--no-augment", action="store_true", help="no random rotation/scale/shift of training batches")
     t.add_argument("--impl", choices=["deepops", "torch"], default="deepops",
-                   help="'torch' trains the identical network built from torch.nn layers (the reference)")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    t.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="stop after N epochs of this run (e.g. a time slot); --resume continues the schedule")
-    t.add_argument("--no-progress", action="store_true")
+                   help="'torch' trains the identical network on torch.nn layers (deepops.nn.convert(model, to='torch'), the reference)")
     t.set_defaults(func=_train)
 
     p = parsers["predict"].add_parser("classifier", help="label images with a trained classifier")
@@ -43,28 +40,22 @@ def register(parsers) -> None:
 
 def _train(args) -> int:
     from deepops.train.classifier import TrainConfig, train
+    from deepops.train.loop import command_line, loop_arguments
 
     cfg = TrainConfig(
         model=args.model,
         data=args.data,
-        epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
-        device=args.device,
-        seed=args.seed,
-        out=args.out,
-        resume=args.resume,
         impl=args.impl,
         augment=not args.no_augment,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         image_size=args.image_size,
-        progress=False if args.no_progress else None,
-        threads=args.threads,
-        stop_after=args.stop_after,
+        **loop_arguments(args),
     )
-    train(cfg)
+    train(cfg, command=command_line(args))
     return 0
 
 

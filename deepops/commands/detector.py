@@ -1,20 +1,18 @@
 """``deepops train detector``, ``deepops predict detector`` and ``deepops count``: the cell detector's commands.
 
 * ``train detector``: trains ``deepops.models.detector.CellDetector`` on SIMCEP-like images generated on the fly
-  (``--presets``), with the shared training conventions (``deepops.train.common``): seeds, ``--device``, torchrun
-  (each rank draws its own image stream), progress bars, ``last.pt`` checkpoints every epoch, ``--resume``.
-  ``--time-limit`` stops after the epoch in which the limit is reached (for the "trains within N minutes" goals).
+  (``--presets``); the training is ``deepops.train.detector``, a family of the shared loop (``deepops.train.loop``:
+  seeds, ``--device``, torchrun, progress, ``last.pt`` every epoch, ``--resume``, ``--time-limit``, metrics.json).
 * ``predict detector``: evaluates a checkpoint on held-out generated sets of each preset, in every decoding mode
   (with and without peak finding / NMS), writing ``report.json`` and overlay PNGs.
-* ``count IMAGES...``: detects and counts nuclei in TIFF (8/16-bit, 2-D, optionally with channels) and PNG images,
-  in overlapping tiles for large images; writes ``<name>.csv`` and ``<name>_overlay.png`` per image and prints the
-  counts.
+* ``count IMAGES...``: detects and counts nuclei in TIFF (8/16-bit, 2-D, optionally with channels; ImageJ axes),
+  PNG and JPEG images read by ``deepops.data.images.read_image``, in overlapping tiles for large images; writes
+  ``<name>.csv`` and ``<name>_overlay.png`` per image and prints the counts.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 DEFAULT_OUT = "runs/detector"
@@ -26,30 +24,24 @@ def _csv(s: str) -> list[str]:
 
 def register(parsers) -> None:
     from ..detection.decode import DEFAULT_IOU, DEFAULT_THRESHOLD, MODES
+    from ..train.detector import DetectorConfig
+    from ..train.loop import add_loop_arguments
 
-    t = parsers["train"].add_parser("detector", help="train the cell detector on generated SIMCEP-like images")
-    t.add_argument("--out", default=DEFAULT_OUT, help=f"output folder for checkpoints and logs (default {DEFAULT_OUT})")
-    t.add_argument("--presets", type=_csv, default=["easy", "crowded"], help="SIMCEP presets to mix (default easy,crowded)")
-    t.add_argument("--epochs", type=int, default=12)
-    t.add_argument("--steps", type=int, default=40, help="optimiser steps per epoch (default 40)")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--width", type=int, default=16, help="network width (channels of the middle stage)")
-    t.add_argument("--size", type=int, default=128, help="training image size; nuclei count scaled to keep density (default 128)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: the GPU if there is one)")
-    t.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint (e.g. OUT/last.pt)")
-    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes generating images")
-    t.add_argument("--val-images", type=int, default=32, help="held-out images per preset scored after each epoch")
-    t.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="training-time budget in seconds: the learning-rate schedule follows the larger of step and time progress "
-        "and training stops (with a checkpoint) when either reaches the end",
+    d = DetectorConfig()
+    t = parsers["train"].add_parser(
+        "detector", help="train the cell detector on generated SIMCEP-like images",
+        description="Train the cell detector. With --time-limit the learning-rate schedule follows the larger of "
+        "step and time progress, so a time-limited run still ends its schedule.",
     )
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--no-progress", action="store_true")
+    add_loop_arguments(t, epochs=d.epochs, out=DEFAULT_OUT)
+    t.add_argument("--steps", type=int, default=d.steps, help="optimiser steps per epoch (default %(default)s)")
+    t.add_argument("--presets", type=_csv, default=d.presets, help="SIMCEP presets to mix (default easy,crowded)")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (divided among torchrun processes)")
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--width", type=int, default=d.width, help="network width (channels of the middle stage)")
+    t.add_argument("--size", type=int, default=d.size, help="training image size; nuclei count scaled to keep density (default %(default)s)")
+    t.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes generating images")
+    t.add_argument("--val-images", type=int, default=d.val_images, help="held-out images per preset scored after each epoch")
     t.set_defaults(func=train_main)
 
     p = parsers["predict"].add_parser("detector", help="evaluate the cell detector on held-out generated images")
@@ -64,8 +56,8 @@ def register(parsers) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(func=predict_main)
 
-    c = parsers["top"].add_parser("count", help="detect and count cell nuclei in TIFF / PNG images")
-    c.add_argument("images", nargs="+", help="TIFF or PNG files")
+    c = parsers["top"].add_parser("count", help="detect and count cell nuclei in TIFF / PNG / JPEG images")
+    c.add_argument("images", nargs="+", help="TIFF, PNG or JPEG files")
     c.add_argument("--checkpoint", required=True)
     c.add_argument("--threshold", type=float, default=None, help=f"score threshold (default {DEFAULT_THRESHOLD})")
     c.add_argument("--iou", type=float, default=None, help=f"NMS IoU threshold (default {DEFAULT_IOU})")
@@ -75,9 +67,6 @@ def register(parsers) -> None:
     c.add_argument("--out", default=None, help="folder for the CSVs and overlays (default: next to each image)")
     c.add_argument("--device", default=None)
     c.set_defaults(func=count_main)
-
-
-# ------------------------------------------------------------------------------------------------------- train
 
 
 def _load_model(path: str, device):
@@ -100,96 +89,13 @@ def _decode_settings(args: argparse.Namespace, cfg: dict) -> tuple[float, float]
 
 
 def train_main(args: argparse.Namespace) -> int:
-    import math
+    from ..train.detector import DetectorConfig, train
+    from ..train.loop import command_line, loop_arguments
 
-    import torch
-
-    from .._progress import Progress
-    from ..detection.data import SyntheticBatches, detector_loss
-    from ..detection.decode import DEFAULT_IOU, DEFAULT_THRESHOLD
-    from ..detection.evaluate import evaluate_preset
-    from ..models.detector import CellDetector
-    from ..train import common as C
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dist = C.setup_distributed(args.device)
-    C.seed_everything(args.seed + dist.rank)
-    out = Path(args.out)
-    config = {k: v for k, v in vars(args).items() if k != "func"}
-    config.update(width=args.width, in_channels=1, threshold=DEFAULT_THRESHOLD, iou=DEFAULT_IOU)
-    model = CellDetector(width=args.width).to(dist.device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    total = args.epochs * args.steps
-
-    warm = min(50, total // 10)
-
-    def progress(step: int, seconds: float) -> float:  # fraction of the run done, by steps or by the time budget
-        p = step / total
-        if args.time_limit:
-            p = max(p, seconds / args.time_limit)
-        return p
-
-    def lr_at(step: int, p: float) -> float:  # short warm-up, then cosine decay to 5% at p = 1
-        if step < warm:
-            return args.lr * (step + 1) / warm
-        p0 = warm / total
-        q = min(max((p - p0) / max(1 - p0, 1e-9), 0.0), 1.0)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * q)))
-
-    start_epoch, history = C.resume(args.resume, model, opt)
-    history = history or []
-    ddp = C.wrap_ddp(model, dist)
-    data = SyntheticBatches(
-        args.presets, args.batch_size, args.seed, rank=dist.rank, start=start_epoch * args.steps, size=args.size
-    )
-    loader = iter(
-        torch.utils.data.DataLoader(data, batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0)
-    )
-    elapsed = sum(h.get("epoch_s", 0.0) for h in history)
-    show = False if args.no_progress or not dist.is_main else None
-    for epoch in range(start_epoch, args.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        bar = Progress(args.steps, f"epoch {epoch + 1}/{args.epochs} ", enabled=show)
-        sums = {"loss": 0.0, "heat": 0.0, "reg": 0.0}
-        done = 0
-        for i in range(args.steps):
-            step = epoch * args.steps + i
-            p = progress(step, elapsed + time.perf_counter() - t0)
-            if p >= 1.0:
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, p)
-            x, heat, reg, mask = (t.to(dist.device, non_blocking=True) for t in next(loader))
-            losses = detector_loss(ddp(x), heat, reg, mask)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            for k in sums:
-                sums[k] += float(losses[k].detach())
-            done += 1
-            bar.update(1, f"loss {sums['loss'] / done:.3f}")
-        bar.close(summary=dist.is_main)
-        epoch_s = time.perf_counter() - t0
-        elapsed += epoch_s
-        rec = {"epoch": epoch + 1, "steps": done, "epoch_s": epoch_s, "elapsed_s": elapsed, "lr": opt.param_groups[0]["lr"]}
-        rec.update({k: C.all_reduce_mean(v / max(done, 1), dist) for k, v in sums.items()})
-        if dist.is_main and args.val_images > 0:
-            for preset in args.presets:
-                res, _, _ = evaluate_preset(model, preset, args.val_images, seed=1, device=dist.device, modes=["peaks+nms"])
-                rec[f"val_{preset}_f1"] = res["peaks+nms"]["f1"]
-                rec[f"val_{preset}_count_error"] = res["peaks+nms"]["count_error"]
-        history.append(rec)
-        if dist.is_main:
-            print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()), flush=True)
-            C.save_checkpoint(out / "last.pt", model, opt, epoch + 1, config, history)
-            C.write_json(out / "history.json", history)
-        if done < args.steps:
-            if dist.is_main:
-                print(f"time limit {args.time_limit:.0f}s reached in epoch {epoch + 1}", flush=True)
-            break
-    C.cleanup_distributed(dist)
+    cfg = DetectorConfig(presets=args.presets, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         width=args.width, size=args.size, workers=args.workers, val_images=args.val_images,
+                         **loop_arguments(args))
+    train(cfg, command=command_line(args))
     return 0
 
 
@@ -197,8 +103,9 @@ def train_main(args: argparse.Namespace) -> int:
 
 
 def predict_main(args: argparse.Namespace) -> int:
+    from .._report import write_json
     from ..detection.evaluate import EVAL_SEED, evaluate_preset, overlay_strip
-    from ..train.common import resolve_device, write_json
+    from ..train.common import resolve_device
 
     device = resolve_device(args.device)
     model, state = _load_model(args.checkpoint, device)
@@ -227,49 +134,10 @@ def predict_main(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------------- count
 
 
-def read_image(path: str | Path, channel: int | None = None):
-    """A 2-D array from a TIFF (tifffile; ImageJ TZCYX axes understood) or a PNG / other Pillow image."""
-    import numpy as np
-
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        with tifffile.TiffFile(path) as tf:
-            series = tf.series[0]
-            arr, axes = series.asarray(), series.axes
-        for ax in "TZQ":  # singleton time / depth axes
-            if ax in axes and arr.shape[axes.index(ax)] == 1:
-                arr = arr.squeeze(axes.index(ax))
-                axes = axes.replace(ax, "")
-        caxes = [i for i, a in enumerate(axes) if a in "CS"]
-        if len(caxes) == 1:
-            arr = np.moveaxis(arr, caxes[0], 0)
-        elif arr.ndim == 3:  # unlabelled: the smallest axis is the channel axis
-            arr = np.moveaxis(arr, int(np.argmin(arr.shape)), 0)
-    else:
-        from PIL import Image
-
-        im = Image.open(path)
-        arr = np.asarray(im)
-        if arr.ndim == 3:
-            arr = np.moveaxis(arr[..., :3] if arr.shape[-1] == 4 else arr, -1, 0)  # drop alpha
-    if arr.ndim == 2:
-        if channel not in (None, 0):
-            raise SystemExit(f"{path}: --channel {channel} asked for, but the image has a single channel")
-        return arr
-    if arr.ndim != 3:
-        raise SystemExit(f"{path}: expected a 2-D image (optionally with channels), got shape {arr.shape}")
-    if channel is None:
-        return arr.max(axis=0)
-    if not 0 <= channel < arr.shape[0]:
-        raise SystemExit(f"{path}: --channel {channel} is out of range (the image has {arr.shape[0]} channels)")
-    return arr[channel]
-
-
 def count_main(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..data.images import read_image
     from ..detection.data import normalize
     from ..detection.evaluate import overlay
     from ..detection.tiling import detect
@@ -282,7 +150,12 @@ def count_main(args: argparse.Namespace) -> int:
         path = Path(name)
         if not path.is_file():
             raise SystemExit(f"image not found: {path}")
-        img = read_image(path, args.channel)
+        try:
+            img = read_image(path, args.channel)
+        except ValueError as e:  # a wrong --channel, or not a 2-D image
+            raise SystemExit(str(e)) from e
+        if img.ndim == 3:  # no --channel: the brightest of the channels at every pixel
+            img = img.max(axis=-1)
         boxes, scores = detect(model, normalize(img), thr, iou, tile=args.tile, overlap=args.overlap, device=device)
         folder = Path(args.out) if args.out else path.parent
         folder.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@
     deepops train gan --resume runs/gan/last.pt --epochs 30 --out runs/gan
     deepops sample gan --checkpoint runs/gan/last.pt --n 64 --out grid.png [--score]
 
-The training loop, data and defaults are in ``deepops.train.gan``; the score in ``deepops.metrics.gan_score``.
+The GAN's training, data and defaults are in ``deepops.train.gan`` (a family of the shared loop,
+``deepops.train.loop``, whose options every ``deepops train`` command has); the score in
+``deepops.metrics.gan_score``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def _nonnegative_int(s: str) -> int:
 
 
 def register(parsers) -> None:
+    from ..train.loop import add_loop_arguments
+
     d = _Defaults()
     t = parsers["train"].add_parser(
         "gan",
@@ -37,13 +41,13 @@ def register(parsers) -> None:
         "on the digits it also scores the generator (Fréchet distance in our digits classifier's feature space, "
         "confidence, classes covered).",
     )
+    add_loop_arguments(t, epochs=d.epochs, out=d.out, time_unit="min")
     t.add_argument("--data", default=d.data, help="digits (sklearn's, upsampled), cells (SIMCEP-like patches) or a folder of images")
     t.add_argument("--image-size", type=int, default=d.image_size, choices=[8, 16, 32, 64], help="image side (default %(default)s)")
     t.add_argument("--channels", type=_positive_int, default=None, help="image channels (default: from the data)")
     t.add_argument("--z-dim", type=_positive_int, default=d.z_dim, help="noise dimensions (default %(default)s)")
     t.add_argument("--g-width", type=_positive_int, default=d.g_width, help="generator channels at full size (default %(default)s)")
     t.add_argument("--d-width", type=_positive_int, default=d.d_width, help="discriminator's first channels (default %(default)s)")
-    t.add_argument("--epochs", type=_positive_int, default=d.epochs, help="total epochs (default %(default)s)")
     t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default %(default)s")
     t.add_argument("--lr-g", type=float, default=d.lr_g, help="generator's Adam learning rate (default %(default)s)")
     t.add_argument("--lr-d", type=float, default=d.lr_d, help="discriminator's Adam learning rate (default %(default)s)")
@@ -52,18 +56,12 @@ def register(parsers) -> None:
     t.add_argument("--beta2", type=float, default=d.beta2, help="Adam beta2 (default %(default)s)")
     t.add_argument("--real-label", type=float, default=d.real_label, help="target for real images, one-sided label smoothing (default %(default)s)")
     t.add_argument("--augment", type=_nonnegative_int, default=d.augment, metavar="PIXELS", help="random translation of every image the discriminator sees, real and fake (0: off; default %(default)s)")
-    t.add_argument("--seed", type=int, default=d.seed)
-    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
-    t.add_argument("--out", default=d.out, help="output folder (default %(default)s)")
-    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.pt (bit-exact when --epochs is unchanged; a larger --epochs stretches the --lr-decay schedule over the new total)")
-    t.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop before an epoch that would exceed this much training")
     g = t.add_mutually_exclusive_group()
     g.add_argument("--score", dest="score", action="store_true", default=None, help="score every epoch (default on digits)")
     g.add_argument("--no-score", dest="score", action="store_false", help="no scoring")
     t.add_argument("--ema", type=float, default=d.ema, help="decay of the generator's weight average that samples (0: off; default %(default)s)")
     t.add_argument("--score-n", type=_positive_int, default=d.score_n, help="samples scored (default %(default)s)")
     t.add_argument("--limit-images", type=_positive_int, help="train on the first N images only (smoke tests)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
     s = parsers["sample"].add_parser("gan", help="draw images from a trained DCGAN generator")
@@ -79,20 +77,18 @@ def register(parsers) -> None:
 
 def _train(args) -> int:
     from ..train.gan import GanConfig, train
+    from ..train.loop import command_line, loop_arguments
 
+    loop = loop_arguments(args)
+    resume, progress, limit_s = loop.pop("resume"), loop.pop("progress"), loop.pop("time_limit")
     cfg = GanConfig(
         data=args.data, image_size=args.image_size, channels=args.channels, z_dim=args.z_dim, g_width=args.g_width,
-        d_width=args.d_width, epochs=args.epochs, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay,
-        beta1=args.beta1, beta2=args.beta2, real_label=args.real_label, seed=args.seed, device=args.device,
-        out=args.out, ema=args.ema, score=args.score, score_n=args.score_n, time_limit=args.time_limit,
-        limit_images=args.limit_images, augment=args.augment,
+        d_width=args.d_width, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay,
+        beta1=args.beta1, beta2=args.beta2, real_label=args.real_label, ema=args.ema, score=args.score,
+        score_n=args.score_n, time_limit=limit_s / 60 if limit_s else None,  # GanConfig counts minutes
+        limit_images=args.limit_images, augment=args.augment, **loop,
     )
-    import shlex
-    import sys
-
-    command = "deepops " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    summary = train(cfg, resume=args.resume, progress=False if args.no_progress else None, command=command)
-    print(f"trained {summary['epochs_done']} epochs in {summary['train_s']:.1f} s; results in {args.out}")
+    train(cfg, resume=resume, progress=progress, command=command_line(args))
     return 0
 
 

@@ -1,25 +1,14 @@
-"""What every ``deepops train ...`` command shares: seeding, devices, torchrun/DDP, checkpoints and resume.
-
-A training command does, in order::
-
-    dist = setup_distributed(args.device)       # rank, world size and device; DDP under torchrun
-    seed_everything(args.seed + dist.rank)
-    model = wrap_ddp(model.to(dist.device), dist)
-    start_epoch, metrics = resume(args.resume, unwrap(model), optimizer)   # or 0, {}
-    for epoch in range(start_epoch, args.epochs):
-        ... Progress(len(loader), f"epoch {epoch + 1} ") ...
-        if dist.is_main: save_checkpoint(out / "last.pt", unwrap(model), optimizer, epoch + 1, config, metrics)
-    cleanup_distributed(dist)
+"""The building blocks of the training loop (``deepops.train.loop``): seeding, devices, torchrun/DDP, all-reduce,
+checkpoints.
 
 Checkpoints are plain ``torch.save`` dictionaries: ``model`` (state_dict, never the DDP wrapper's keys),
-``optimizer``, ``epoch`` (epochs completed), ``config`` (the command's arguments, JSON-able), ``metrics`` (history)
-and the RNG states, so a resumed run continues where it stopped.
+``optimizer``, ``epoch`` (epochs completed), ``config`` (the run's settings, JSON-able), ``metrics`` (history),
+the RNG states and whatever else the family stores, so a resumed run continues where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 from pathlib import Path
@@ -103,25 +92,26 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def all_reduce_mean(value: float, dist: Dist) -> float:
-    """The mean of a per-process number over all processes (for logging metrics under DDP)."""
+def all_reduce(t: torch.Tensor, dist: Dist, op: str = "sum") -> torch.Tensor:
+    """``t`` summed (``op="sum"``) or maximised (``"max"``) over all processes; ``t`` itself with one process.  The
+    result is on ``t``'s device (the reduction runs on the process's device, as NCCL needs)."""
     if not dist.enabled:
-        return value
+        return t
     import torch.distributed as tdist
 
-    t = torch.tensor([value], dtype=torch.float64, device=dist.device)
-    tdist.all_reduce(t)
-    return t.item() / dist.world_size
+    buf = t.to(dist.device, copy=True)
+    tdist.all_reduce(buf, op={"sum": tdist.ReduceOp.SUM, "max": tdist.ReduceOp.MAX}[op])
+    return buf.to(t.device)
 
 
-def _rng_state() -> dict:
+def rng_state() -> dict:
     st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
 
 
-def _set_rng_state(st: dict) -> None:
+def set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     np.random.set_state(st["numpy"])
     torch.set_rng_state(st["torch"])
@@ -147,7 +137,7 @@ def save_checkpoint(
         "epoch": epoch,
         "config": config,
         "metrics": metrics,
-        "rng": _rng_state(),
+        "rng": rng_state(),
         **extra,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -164,24 +154,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise SystemExit(f"{path} is not a deepops checkpoint (no 'model'/'config' entries)")
     return state
-
-
-def resume(
-    path: str | os.PathLike | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
-) -> tuple[int, Any]:
-    """Load model (and optimizer, RNG) state from ``path``; returns (epochs completed, metrics). No path: (0, None)."""
-    if not path:
-        return 0, None
-    state = load_checkpoint(path)
-    unwrap(model).load_state_dict(state["model"])
-    if optimizer is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if state.get("rng"):
-        _set_rng_state(state["rng"])
-    return int(state["epoch"]), state.get("metrics")
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, default=str))

@@ -21,18 +21,23 @@ Strategy.  The DCGAN recipe, plus two additions that the digits (only 1,797 imag
 * one discriminator step per generator step, the fakes of the generator step are the same as the discriminator's;
   real and fake batches pass the discriminator separately (batch norm sees one kind at a time).
 
-Every epoch (a pass over the data in a seeded order) saves ``samples_epoch<NNN>.png`` -- the generator's images for a
-fixed noise batch, so progress can be watched -- and ``last.pt``, a checkpoint with both networks, both optimisers,
-the fixed noise, the RNG states and the history; ``--resume last.pt`` continues exactly where it stopped.  On the
-digits, the score of ``deepops.metrics.gan_score`` (Fréchet distance in our classifier's feature space, confidence,
-classes) is computed for the untrained generator and then after each epoch; the scorer is trained first, seeded,
-and stored in the checkpoint so that ``deepops sample gan --score`` can reuse it.
+The GAN is a family of the shared training loop (``deepops.train.loop``: devices, seeding, progress, ``last.pt``
+and ``--resume``, ``metrics.json``, ``curves.png``, ``--time-limit``, torchrun).  Every epoch (a pass over the data
+in a seeded order) also saves ``samples_epoch<NNN>.png`` -- the generator's images for a fixed noise batch, so
+progress can be watched; the checkpoint holds both networks, both optimisers, the weight average, the fixed noise,
+the RNG states and the history, so ``--resume last.pt`` continues exactly where it stopped.  On the digits, the
+score of ``deepops.metrics.gan_score`` (Fréchet distance in our classifier's feature space, confidence, classes) is
+computed for the untrained generator and then after each epoch; the scorer is trained first, seeded, and stored in
+the checkpoint so that ``deepops sample gan --score`` can reuse it.  ``summary.json`` is the final ``metrics.json``
+under the name earlier versions wrote.  Under torchrun the generator and the discriminator are each wrapped in
+DistributedDataParallel, every process takes its share of each global batch and draws its own noise and shifts;
+rank 0 scores and writes the sample grids.
 
 Data (``load_data``): ``digits`` (scikit-learn's bundled 8x8 digits, upsampled bilinearly), ``cells`` (SIMCEP-like
-patches from ``deepops.data.simcep`` when that module is present) or a folder of PNG/JPEG/TIFF images (any
-sub-folders), each centre-cropped to a square and resized.  Images are scaled to [-1, 1], the range of the
-generator's tanh.  On the CPU, with the same seed, training is deterministic (the deepops kernels reduce in a fixed
-order).
+patches from ``deepops.data.simcep``) or a folder of PNG/JPEG/TIFF images (any sub-folders, read by
+``deepops.data.images.read_image``), each centre-cropped to a square and resized.  Images are scaled to [-1, 1], the
+range of the generator's tanh.  On the CPU, with the same seed, training is deterministic (the deepops kernels
+reduce in a fixed order).
 """
 
 from __future__ import annotations
@@ -40,20 +45,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import time
+import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._progress import Progress
+from .._report import format_seconds, write_json
+from ..data.images import IMAGE_SUFFIXES, default_channels, read_image, to_channels, to_float01
+from ..data import simcep
 from ..models.gan import DCGAN
-from .common import _set_rng_state, load_checkpoint, resolve_device, save_checkpoint, seed_everything, write_json
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+from .common import seed_everything, unwrap
+from .loop import Family, LoopOptions, Run, run, shard
+from .schedule import linear_tail, set_lr
 
 
 @dataclasses.dataclass
@@ -82,6 +89,8 @@ class GanConfig:
     time_limit: float | None = None  # minutes of training; stops before an epoch that would not fit
     limit_images: int | None = None  # use only the first N images (smoke tests)
     augment: int = 2  # pixels of random translation applied to every image the discriminator sees (0: off)
+    threads: int | None = None  # torch CPU threads per process (None: as they are)
+    stop_after: int | None = None  # stop this call after so many epochs; --resume continues the schedule
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -103,10 +112,6 @@ CELL_PATCHES = 2048  # how many SIMCEP-like patches --data cells generates
 def _cells(image_size: int, channels: int, n: int = CELL_PATCHES, seed: int = 0) -> torch.Tensor:
     """Patches of ``image_size`` pixels with one to three nuclei each, from the ``easy`` SIMCEP-like family with the
     nucleus radius scaled to the patch (about a fifth of its side)."""
-    try:
-        from ..data import simcep  # the SIMCEP-like generator (issue 9)
-    except ImportError as e:
-        raise SystemExit(f"--data cells needs deepops.data.simcep, which this installation does not have ({e})") from e
     side = max(image_size, 16)  # the generator's smallest image
     p = simcep.preset(
         "easy", size=(side, side), n_cells=(1, 3), radius=side * 0.2, radius_sd=side * 0.03,
@@ -120,37 +125,17 @@ def _cells(image_size: int, channels: int, n: int = CELL_PATCHES, seed: int = 0)
     return (x.expand(-1, channels, -1, -1).contiguous() if channels > 1 else x) * 2 - 1
 
 
-def _read_image(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        a = tifffile.imread(path)
-    else:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("RGB") if im.mode in ("P", "RGBA", "CMYK", "YCbCr") else im)
-    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
-        a = np.moveaxis(a, 0, -1)  # planar TIFF
-    if a.ndim == 2:
-        a = a[..., None]
-    a = a[..., :3]
-    scale = float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else max(float(a.max()), 1e-12)
-    return a.astype(np.float32) / scale
-
-
 def _folder(path: Path, image_size: int, channels: int | None) -> torch.Tensor:
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise SystemExit(f"--data {path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found there")
-    arrays = [_read_image(f) for f in files]
+    arrays = [read_image(f) for f in files]
     if channels is None:
-        channels = 3 if any(a.shape[-1] == 3 for a in arrays) else 1
+        channels = default_channels(arrays)
     out = []
     for a in arrays:
-        t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
-        if t.shape[0] != channels:
-            t = t.mean(0, keepdim=True) if channels == 1 else t[:1].expand(channels, -1, -1)
+        t = torch.from_numpy(to_float01(a).astype(np.float32))
+        t = to_channels(t[None] if t.ndim == 2 else t.permute(2, 0, 1), channels)
         h, w = t.shape[1:]
         s = min(h, w)
         t = t[:, (h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
@@ -208,8 +193,8 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
 # ----------------------------------------------------------------------------------------------------- training
 
 
-def build_model(cfg: GanConfig, channels: int, layers: Any = None) -> DCGAN:
-    return DCGAN(cfg.image_size, channels, cfg.z_dim, cfg.g_width, cfg.d_width, layers)
+def build_model(cfg: GanConfig, channels: int) -> DCGAN:
+    return DCGAN(cfg.image_size, channels, cfg.z_dim, cfg.g_width, cfg.d_width)
 
 
 def make_optimizers(model: DCGAN, cfg: GanConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -240,15 +225,17 @@ def train_step(
 ) -> tuple[float, float]:
     """One discriminator step and one generator step on a real batch; returns (discriminator loss, generator loss).
 
-    ``augment`` > 0 translates every image the discriminator sees, real and fake, in both steps, by up to that many
-    pixels (differentiable augmentation: the generator is trained through it, so it does not learn the shifts)."""
+    ``model`` is anything with ``generator`` and ``discriminator`` (a :class:`DCGAN`, or the pair wrapped in
+    DistributedDataParallel).  ``augment`` > 0 translates every image the discriminator sees, real and fake, in both
+    steps, by up to that many pixels (differentiable augmentation: the generator is trained through it, so it does
+    not learn the shifts)."""
     G, D0 = model.generator, model.discriminator
 
     def D(x):
         return D0(translate(x, augment, gen))
 
     n = real.shape[0]
-    z = torch.randn(n, G.z_dim, device=real.device)
+    z = torch.randn(n, unwrap(G).z_dim, device=real.device)
     fake = G(z)
     # discriminator: real -> real_label, fake -> 0 (fakes detached: no generator gradients here).  Real and fake
     # go through in separate batches: batch norm over a mixed batch would let the discriminator tell them apart by
@@ -264,12 +251,6 @@ def train_step(
     loss_g.backward()
     opt_g.step()
     return loss_d.item(), loss_g.item()
-
-
-def lr_factor(step: int, total: int, decay: float) -> float:
-    """1 until the last ``decay`` fraction of ``total`` steps, then falling linearly towards 0."""
-    n = max(1, int(round(decay * total)))
-    return min(1.0, (total - step) / n)
 
 
 @torch.no_grad()
@@ -293,8 +274,146 @@ def _scorer_for(cfg: GanConfig, images, labels, state: dict | None, log: Callabl
     t0 = time.perf_counter()
     scorer, acc = train_scorer(images, labels, seed=cfg.seed)
     info = {"model": scorer.state_dict(), "val_accuracy": acc, "train_s": time.perf_counter() - t0}
-    log(f"scorer: digits classifier trained in {info['train_s']:.1f} s, held-out accuracy {acc:.3f}")
+    log(f"scorer: digits classifier trained in {format_seconds(info['train_s'])}, held-out accuracy {acc:.3f}")
     return GanScorer(scorer, images), info
+
+
+class Gan(Family):
+    """The DCGAN on ``digits``, ``cells`` or an image folder (see the module's docstring)."""
+
+    name = "gan"
+    arch_keys = ("data", "image_size", "channels", "z_dim", "g_width", "d_width")
+
+    def __init__(self, cfg: GanConfig):
+        self.cfg = cfg
+        self.untrained_score: dict | None = None
+        self.real_floor: float | None = None
+
+    def setup(self, run: Run) -> None:
+        cfg, self.run = self.cfg, run
+        images, labels = load_data(cfg.data, cfg.image_size, cfg.channels)
+        if cfg.limit_images:
+            images = images[: cfg.limit_images]
+            labels = labels[: cfg.limit_images] if labels is not None else None
+        channels = images.shape[1]
+        cfg.channels = channels
+        do_score = cfg.score if cfg.score is not None else (cfg.data == "digits")
+        if do_score and labels is None:
+            raise SystemExit("--score needs labelled digits (--data digits)")
+        self.scorer, self.scorer_info = None, None
+        if do_score and run.is_main:
+            self.scorer, self.scorer_info = _scorer_for(cfg, images, labels, run.state, run.log)
+            self.real_floor = self.scorer.real_floor
+        seed_everything(cfg.seed)  # the networks' initial weights depend on the seed only, not on the scorer
+        self.model = build_model(cfg, channels).to(run.device)
+        self.optimizer, self.opt_d = make_optimizers(self.model, cfg)
+        self.ema = copy.deepcopy(self.model.generator) if cfg.ema > 0 else None
+        self.sampler = self.ema if self.ema is not None else self.model.generator  # samples and is scored
+        self.fixed_noise = torch.randn(cfg.n_grid, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
+        self.pair = types.SimpleNamespace(generator=run.wrap(self.model.generator),
+                                          discriminator=run.wrap(self.model.discriminator))
+        self.data = images.to(run.device)
+        if len(self.data) < cfg.batch_size:
+            raise SystemExit(f"--batch-size {cfg.batch_size} is larger than the data ({len(self.data)} images)")
+
+    def describe(self) -> str:
+        c = self.cfg
+        return f"DCGAN on {c.data}: {len(self.data)} images of {c.channels}x{c.image_size}x{c.image_size}"
+
+    def load_extra_state(self, state: dict) -> None:
+        self.opt_d.load_state_dict(state["optimizer_d"])
+        self.fixed_noise = state["fixed_noise"]
+        if self.ema is not None:
+            self.ema.load_state_dict(state.get("generator_ema") or self.model.generator.state_dict())
+
+    def extra_state(self) -> dict:
+        return {"optimizer_d": self.opt_d.state_dict(), "fixed_noise": self.fixed_noise, "scorer": self.scorer_info,
+                "generator_ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def pack_history(self, history: list[dict]) -> dict:
+        packed = {"epochs": history, "untrained_score": self.untrained_score}
+        if self.real_floor is not None:
+            packed["real_floor"] = self.real_floor
+        return packed
+
+    def unpack_history(self, stored) -> list[dict]:
+        stored = stored or {}
+        self.untrained_score = stored.get("untrained_score")
+        self.real_floor = stored.get("real_floor", self.real_floor)
+        return list(stored.get("epochs", []))
+
+    def begin(self, run: Run, start_epoch: int) -> None:
+        if self.scorer is not None and run.state is None:
+            s = self.untrained_score = self.scorer.score_generator(self.sampler, self.cfg.score_n, seed=self.cfg.seed)
+            run.log(f"untrained generator: frechet {s['frechet']:.2f}, confidence {s['confidence']:.3f}, "
+                    f"classes {s['classes']}")
+
+    def start_epoch(self, epoch: int) -> list[torch.Tensor]:
+        cfg, run = self.cfg, self.run
+        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        # per epoch (exact on resume) and per process
+        self.aug_gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch + 50021 + 7919 * run.rank)
+        batches = shard(order, cfg.batch_size, run.rank, run.world_size, drop_last=True)
+        self.n_batches = len(batches)
+        return batches
+
+    def step(self, epoch: int, b: int, idx: torch.Tensor) -> tuple[dict[str, float], int]:
+        cfg = self.cfg
+        if cfg.lr_decay > 0:  # a function of the step only: deterministic and exact on resume
+            f = linear_tail(epoch * self.n_batches + b, cfg.epochs * self.n_batches, cfg.lr_decay)
+            set_lr(self.optimizer, cfg.lr_g * f)
+            set_lr(self.opt_d, cfg.lr_d * f)
+        real = self.data[idx.to(self.run.device)]
+        ld, lg = train_step(self.pair, self.optimizer, self.opt_d, real, cfg.real_label, cfg.augment, self.aug_gen)
+        if self.ema is not None:
+            update_ema(self.ema, self.model.generator, cfg.ema)
+        return {"loss_d": ld, "loss_g": lg}, 1
+
+    def end_epoch(self, epoch: int, rec: dict) -> None:
+        run, cfg = self.run, self.cfg
+        if not run.is_main:
+            return
+        if run.out is not None:
+            self.sampler.eval()
+            with torch.no_grad():
+                save_grid(self.sampler(self.fixed_noise.to(run.device)), run.out / f"samples_epoch{epoch + 1:03d}.png")
+            self.sampler.train()
+        if self.scorer is not None:
+            rec["score"] = self.scorer.score_generator(self.sampler, cfg.score_n, seed=cfg.seed)
+            if self.ema is not None:
+                rec["score_raw"] = self.scorer.score_generator(self.model.generator, cfg.score_n, seed=cfg.seed)
+
+    def line(self, rec: dict) -> str:
+        msg = f"loss D {rec['loss_d']:.3f} G {rec['loss_g']:.3f}"
+        if "score" in rec:
+            s = rec["score"]
+            msg += f"; frechet {s['frechet']:.2f}, confidence {s['confidence']:.3f}, classes {s['classes']}"
+            if "score_raw" in rec:
+                r = rec["score_raw"]
+                msg += f" (raw weights: frechet {r['frechet']:.2f}, confidence {r['confidence']:.3f})"
+        return msg
+
+    def curves(self) -> list:
+        return [("loss", {"discriminator": "loss_d", "generator": "loss_g"}, False),
+                ("Fréchet distance", {"samples": "score.frechet", "raw weights": "score_raw.frechet"}, True),
+                ("confidence", {"samples": "score.confidence", "raw weights": "score_raw.confidence"}, False)]
+
+    def summary(self, run: Run, history: list[dict]) -> dict:
+        out: dict = {}
+        if self.scorer_info is not None:
+            out["scorer_val_accuracy"] = self.scorer_info["val_accuracy"]
+            out["scorer_train_s"] = self.scorer_info.get("train_s")
+        if self.untrained_score and history and "score" in history[-1]:
+            first, last = self.untrained_score, history[-1]["score"]
+            out["final"] = {
+                "frechet": last["frechet"], "untrained_frechet": first["frechet"],
+                "frechet_ratio": last["frechet"] / first["frechet"], "real_floor": self.real_floor,
+                "confidence": last["confidence"], "classes": last["classes"], "class_counts": last["class_counts"],
+            }
+        return out
+
+    def write_outputs(self, out: Path, result: dict) -> None:
+        write_json(out / "summary.json", result)
 
 
 def train(
@@ -304,128 +423,12 @@ def train(
     log: Callable[[str], None] = print,
     command: str | None = None,
 ) -> dict:
-    """Train as configured; returns the run's summary (also written to ``<out>/summary.json``)."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    load_start = os.getloadavg()
-    state = load_checkpoint(resume) if resume else None
-    if state is not None:
-        saved = dict(state["config"])
-        for k in ("data", "image_size", "channels", "z_dim", "g_width", "d_width"):
-            if saved.get(k) != getattr(cfg, k) and not (k == "channels" and getattr(cfg, k) is None):
-                log(f"resume: using the checkpoint's {k}={saved.get(k)!r}")
-                setattr(cfg, k, saved.get(k))
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    images, labels = load_data(cfg.data, cfg.image_size, cfg.channels)
-    if cfg.limit_images:
-        images = images[: cfg.limit_images]
-        labels = labels[: cfg.limit_images] if labels is not None else None
-    channels = images.shape[1]
-    cfg.channels = channels
-    do_score = cfg.score if cfg.score is not None else (cfg.data == "digits")
-    if do_score and labels is None:
-        raise SystemExit("--score needs labelled digits (--data digits)")
-
-    scorer, scorer_info = (None, None)
-    if do_score:
-        scorer, scorer_info = _scorer_for(cfg, images, labels, state, log)
-
-    seed_everything(cfg.seed)  # the networks' initial weights depend on the seed only, not on the scorer
-    model = build_model(cfg, channels).to(device)
-    opt_g, opt_d = make_optimizers(model, cfg)
-    ema = copy.deepcopy(model.generator) if cfg.ema > 0 else None
-    sampler = ema if ema is not None else model.generator  # the generator that samples and is scored
-    fixed_noise = torch.randn(cfg.n_grid, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
-    history: dict = {"epochs": [], "untrained_score": None}
-    start_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt_g.load_state_dict(state["optimizer"])
-        opt_d.load_state_dict(state["optimizer_d"])
-        fixed_noise = state["fixed_noise"]
-        if ema is not None:
-            ema.load_state_dict(state.get("generator_ema") or model.generator.state_dict())
-        history = state["metrics"]
-        start_epoch = int(state["epoch"])
-        _set_rng_state(state["rng"])
-    elif scorer is not None:
-        history["untrained_score"] = scorer.score_generator(sampler, cfg.score_n, seed=cfg.seed)
-        s = history["untrained_score"]
-        log(f"untrained generator: frechet {s['frechet']:.2f}, confidence {s['confidence']:.3f}, classes {s['classes']}")
-    if scorer is not None:
-        history["real_floor"] = scorer.real_floor
-
-    data = images.to(device)
-    n_batches = len(data) // cfg.batch_size
-    if n_batches == 0:
-        raise SystemExit(f"--batch-size {cfg.batch_size} is larger than the data ({len(data)} images)")
-    train_s = sum(e["train_s"] for e in history["epochs"])
-    config = dataclasses.asdict(cfg)
-    for epoch in range(start_epoch, cfg.epochs):
-        if cfg.time_limit is not None and history["epochs"]:
-            per_epoch = history["epochs"][-1]["train_s"]
-            if train_s + per_epoch > cfg.time_limit * 60:
-                log(f"time limit: {cfg.time_limit} min of training reached after {epoch} epochs")
-                break
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        aug_gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch + 50021)  # per epoch: exact on resume
-        bar = Progress(n_batches, f"epoch {epoch + 1}/{cfg.epochs} ", enabled=progress)
-        model.train()
-        sum_d = sum_g = 0.0
-        t0 = time.perf_counter()
-        for b in range(n_batches):
-            if cfg.lr_decay > 0:  # a function of the step only: deterministic and exact on resume
-                f = lr_factor(epoch * n_batches + b, cfg.epochs * n_batches, cfg.lr_decay)
-                for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-                    for pg in opt.param_groups:
-                        pg["lr"] = base * f
-            real = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(device)]
-            ld, lg = train_step(model, opt_g, opt_d, real, cfg.real_label, cfg.augment, aug_gen)
-            if ema is not None:
-                update_ema(ema, model.generator, cfg.ema)
-            sum_d, sum_g = sum_d + ld, sum_g + lg
-            bar.update(text=f"loss D {sum_d / (b + 1):.3f}  G {sum_g / (b + 1):.3f}")
-        dt = time.perf_counter() - t0
-        bar.close(summary=progress is None)
-        train_s += dt
-        rec = {"epoch": epoch + 1, "loss_d": sum_d / n_batches, "loss_g": sum_g / n_batches, "train_s": dt}
-        sampler.eval()
-        with torch.no_grad():
-            save_grid(sampler(fixed_noise.to(device)), out / f"samples_epoch{epoch + 1:03d}.png")
-        sampler.train()
-        if scorer is not None:
-            rec["score"] = scorer.score_generator(sampler, cfg.score_n, seed=cfg.seed)
-            if ema is not None:
-                rec["score_raw"] = scorer.score_generator(model.generator, cfg.score_n, seed=cfg.seed)
-        history["epochs"].append(rec)
-        msg = f"epoch {epoch + 1}: loss D {rec['loss_d']:.3f} G {rec['loss_g']:.3f}, {dt:.1f} s"
-        if "score" in rec:
-            s = rec["score"]
-            msg += f"; frechet {s['frechet']:.2f}, confidence {s['confidence']:.3f}, classes {s['classes']}"
-            if "score_raw" in rec:
-                r = rec["score_raw"]
-                msg += f" (raw weights: frechet {r['frechet']:.2f}, confidence {r['confidence']:.3f})"
-        log(msg)
-        save_checkpoint(
-            out / "last.pt", model, opt_g, epoch + 1, config, history,
-            optimizer_d=opt_d.state_dict(), fixed_noise=fixed_noise, scorer=scorer_info,
-            generator_ema=ema.state_dict() if ema is not None else None,
-        )
-    summary = {"config": config, "train_s": train_s, "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
-               "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "command": command, "epochs_done": len(history["epochs"]), "history": history}
-    if scorer_info is not None:
-        summary["scorer_val_accuracy"] = scorer_info["val_accuracy"]
-        summary["scorer_train_s"] = scorer_info.get("train_s")
-    if history.get("untrained_score") and history["epochs"] and "score" in history["epochs"][-1]:
-        first, last = history["untrained_score"], history["epochs"][-1]["score"]
-        summary["final"] = {
-            "frechet": last["frechet"], "untrained_frechet": first["frechet"],
-            "frechet_ratio": last["frechet"] / first["frechet"], "real_floor": history.get("real_floor"),
-            "confidence": last["confidence"], "classes": last["classes"], "class_counts": last["class_counts"],
-        }
-    write_json(out / "summary.json", summary)
-    return summary
+    """Train as configured; returns the run's summary (also written to ``<out>/metrics.json`` and
+    ``<out>/summary.json``)."""
+    opts = LoopOptions(epochs=cfg.epochs, seed=cfg.seed, device=cfg.device, out=cfg.out, resume=resume,
+                       time_limit=cfg.time_limit * 60 if cfg.time_limit else None, stop_after=cfg.stop_after,
+                       progress=progress, threads=cfg.threads, command=command, log=log)
+    return run(Gan(cfg), opts)
 
 
-__all__ = ["GanConfig", "load_data", "grid", "save_grid", "build_model", "make_optimizers", "train_step", "train"]
+__all__ = ["GanConfig", "Gan", "load_data", "grid", "save_grid", "build_model", "make_optimizers", "train_step", "train"]
