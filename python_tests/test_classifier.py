@@ -89,12 +89,14 @@ def test_every_conv_pool_activation_runs_through_deepops(name):
 
 @pytest.mark.parametrize("name", ["lenet", "alexnet"])
 def test_same_network_as_torch_nn(name):
-    """impl='torch' is the identical network: same state_dict keys and shapes, same seeded initialisation, and the
-    same outputs and gradients for the same weights."""
+    """The torch.nn twin (deepops.nn.convert(model, to="torch"), which --impl torch trains) is the identical network:
+    same state_dict keys and shapes, same seeded initialisation, and the same outputs and gradients for the same
+    weights."""
     torch.manual_seed(3)
-    a = M.build(name, 3, 10, 16, impl="deepops")
+    a = M.build(name, 3, 10, 16)
     torch.manual_seed(3)
-    b = M.build(name, 3, 10, 16, impl="torch")
+    b = deepops.nn.convert(M.build(name, 3, 10, 16), inplace=True, to="torch")
+    assert all(type(m).__module__.startswith("torch.nn") for m in b.modules() if isinstance(m, torch.nn.Conv2d))
     sa, sb = a.state_dict(), b.state_dict()
     assert list(sa) == list(sb)
     for k in sa:
@@ -116,7 +118,7 @@ def test_bad_model_arguments():
     with pytest.raises(ValueError, match="'name'"):
         M.build("vgg")
     with pytest.raises(ValueError, match="'impl'"):
-        M.LeNet5(impl="keras")
+        M.build("lenet", impl="keras")
     with pytest.raises(ValueError, match="'layer'"):
         M.features(M.LeNet5(), torch.randn(1, 1, 8, 8), layer="fc9")
 

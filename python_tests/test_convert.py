@@ -90,3 +90,34 @@ def test_convert_inplace_and_single_layers():
     assert out[0] is out[2] and isinstance(out[0], dnn.ReLU)
     with pytest.raises(TypeError, match="'model'"):
         dnn.convert("not a module")
+
+
+def test_convert_to_torch_is_the_other_direction():
+    """convert(model, to="torch") makes the PyTorch twin of a deepops model: the same parameter names, shapes and
+    values (the same tensors), only torch.nn layers, equal outputs; converting back gives deepops layers again."""
+    ours = dnn.convert(alexnet_like())
+    twin = dnn.convert(ours, to="torch")
+    assert all(type(m).__module__.startswith("torch.nn") for m in twin.modules())
+    assert all(type(m).__module__.startswith("deepops.nn") for m in ours.modules() if isinstance(m, CONVERTIBLE))
+    assert [(k, v.shape) for k, v in twin.state_dict().items()] == [(k, v.shape) for k, v in ours.state_dict().items()]
+    for p1, p2 in zip(ours.parameters(), twin.parameters()):
+        assert p1 is p2
+    x = torch.randn(2, 3, 40, 40, dtype=torch.float64)
+    with CountOps() as seen:
+        y = twin(x)
+    assert not any(n.startswith("deepops::") for n in seen.names)
+    torch.testing.assert_close(y, ours(x), rtol=1e-10, atol=1e-10)
+    back = dnn.convert(twin, inplace=True)
+    assert back is twin and isinstance(back[0][0], dnn.Conv2d)
+    # a model built from deepops layers only (the classifier), and an independent twin with the same weights
+    from deepops import models as M
+    import copy
+
+    torch.manual_seed(0)
+    lenet = M.build("lenet", 1, 10, 16)
+    ref = dnn.convert(copy.deepcopy(lenet), to="torch")
+    assert not any(type(m).__module__.startswith("deepops.nn") for m in ref.modules())
+    for (k1, p1), (k2, p2) in zip(lenet.named_parameters(), ref.named_parameters()):
+        assert k1 == k2 and p1 is not p2 and torch.equal(p1, p2)
+    with pytest.raises(ValueError, match="'to'"):
+        dnn.convert(lenet, to="jax")

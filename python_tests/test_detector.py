@@ -1,4 +1,4 @@
-"""The cell detector (issue 9): generator ground truth, metrics on hand-made cases, decoding, the model running on
+"""The cell detector: generator ground truth, metrics on hand-made cases, decoding, the model running on
 deepops' ops, a short training run that learns, tiling against whole-image inference, and the CLI on TIFF / PNG.
 
 The unmarked tests are the CI subset (tens of seconds on 2 cores); the goal reproduction is in
@@ -7,6 +7,7 @@ benchmarks/detector_goals.py and a shortened training goal is marked slow.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import deepops.nn as dnn
 from deepops.data import simcep
 from deepops.detection import metrics
 from deepops.detection.data import SyntheticBatches, detector_loss, encode_targets, make_batch, normalize
@@ -180,9 +182,9 @@ def test_model_runs_on_deepops_ops():
     # and nothing of the network ran on PyTorch's own kernels
     banned = ("aten.convolution", "aten.conv2d", "aten.max_pool2d", "aten.relu", "aten.threshold", "aten.mkldnn")
     assert not [k for k in c.calls if k.startswith(banned)], c.calls
-    # the torch.nn build of the same network has the same parameters and computes the same function
-    ref = CellDetector(width=4, layers=torch.nn)
-    ref.load_state_dict(model.state_dict())
+    # the torch.nn twin of the network has the same parameters and computes the same function
+    ref = dnn.convert(copy.deepcopy(model), to="torch")
+    assert not any(isinstance(m, dnn.Conv2d) for m in ref.modules())
     torch.testing.assert_close(ref(x), model(x), rtol=1e-4, atol=1e-5)
 
 

@@ -1,5 +1,5 @@
-"""Benchmark workloads for the cell detector (issue 9): one training step and inference, deepops vs the same network
-built from ``torch.nn`` layers (same weights), on every backend present.
+"""Benchmark workloads for the cell detector: one training step and inference, deepops vs the network's ``torch.nn``
+twin (``deepops.nn.convert(copy.deepcopy(model), to="torch")``: same weights), on every backend present.
 
 * ``detector train step``: forward, CenterNet loss, backward and an Adam step on a batch of 16 SIMCEP-like images of
   128 x 128 (the training recipe of ``deepops train detector``);
@@ -10,10 +10,13 @@ FLOPs are the convolutions' multiply-adds x 2 (x 3 for a training step: forward,
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..detection.data import SyntheticBatches, detector_loss
 from ..models.detector import CellDetector
+from ..nn import convert
 from .core import Workload, register
 
 BATCH = 16
@@ -36,8 +39,7 @@ def _maker(size: int, train: bool):
         x, heat, reg, mask = SyntheticBatches(["easy", "crowded"], BATCH, seed, size=size).batch(0)
         torch.manual_seed(seed)
         ours = CellDetector(16).to(device)
-        peer = CellDetector(16, layers=torch.nn).to(device)
-        peer.load_state_dict(ours.state_dict())
+        peer = convert(copy.deepcopy(ours), to="torch")
         nets = {"deepops": ours, "torch": peer}
         opts = {k: torch.optim.Adam(n.parameters(), lr=1e-4) for k, n in nets.items()} if train else {}
         if not train:
@@ -67,7 +69,7 @@ def _infer(name):
     return run
 
 
-_flop_net = CellDetector(16, layers=torch.nn)
+_flop_net = CellDetector(16)  # its layers are torch.nn subclasses: _conv_flops counts them
 register(
     Workload(
         op="detector",

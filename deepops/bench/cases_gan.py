@@ -1,9 +1,12 @@
 """Benchmark workloads for the DCGAN (``deepops.models.gan``): a whole training step (discriminator step and
-generator step, with Adam) and generator inference, deepops' layers against the identical network built from
-``torch.nn`` layers (same weights).  Whole-network workloads: images per second = batch / time.
+generator step, with Adam) and generator inference, deepops' layers against the network's ``torch.nn`` twin
+(``deepops.nn.convert(copy.deepcopy(model), to="torch")``: same weights).  Whole-network workloads: images per
+second = batch / time.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -19,14 +22,14 @@ Z_DIM = 32
 
 
 def _pair(size, channels, device):
-    """The deepops network and the torch.nn one with the same weights, each with its Adam optimisers."""
+    """The deepops network and its torch.nn twin with the same weights, each with its Adam optimisers."""
     from ..models.gan import DCGAN
+    from ..nn import convert
     from ..train.gan import GanConfig, make_optimizers
 
     cfg = GanConfig(image_size=size, z_dim=Z_DIM, g_width=WIDTH, d_width=WIDTH)
     ours = DCGAN(size, channels, Z_DIM, WIDTH, WIDTH).to(device)
-    ref = DCGAN(size, channels, Z_DIM, WIDTH, WIDTH, layers=torch.nn).to(device)
-    ref.load_state_dict(ours.state_dict())
+    ref = convert(copy.deepcopy(ours), to="torch")
     return {"deepops": (ours, *make_optimizers(ours, cfg)), "torch": (ref, *make_optimizers(ref, cfg))}
 
 

@@ -1,6 +1,6 @@
 """Benchmark workloads for the classifier (``deepops bench --ops classifier``): one training step (forward,
 backward, Adam update) and inference, in images per second, of deepops' LeNet-5 / AlexNet-style networks against
-the identical networks built from ``torch.nn`` layers (same initial weights, same batch).
+their ``torch.nn`` twins (``deepops.nn.convert(copy.deepcopy(model), to="torch")``: same weights, same batch).
 
 The LeNet case is the digits training setting (1x16x16, batch 64 as ``deepops train classifier`` uses, and a
 larger inference batch); the AlexNet case is the folder-of-images default (3x32x32).  The figure to read is the
@@ -9,10 +9,13 @@ speed-up column (torch.nn time / deepops time) and ``img/s`` in the last column.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
 from .. import models as M
+from .. import nn as dnn
 from .core import Workload, register
 
 CASES = [
@@ -25,10 +28,10 @@ CASES = [
 def _maker(name, ch, size, batch, train):
     def make(device, dtype, gen):
         seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+        torch.manual_seed(seed)
+        ours = M.build(name, ch, 10, size).to(device=device, dtype=dtype)
         nets = {}
-        for impl in ("deepops", "torch"):
-            torch.manual_seed(seed)  # the same initial weights for both
-            m = M.build(name, ch, 10, size, impl=impl).to(device=device, dtype=dtype)
+        for impl, m in (("deepops", ours), ("torch", dnn.convert(copy.deepcopy(ours), to="torch"))):
             m.train(train)
             opt = torch.optim.Adam(m.parameters(), lr=1e-3) if train else None
             nets[impl] = (m, opt)

@@ -6,8 +6,9 @@ Every convolution, pooling and activation is a ``deepops.nn`` layer (so runs thr
 transfer learning (freeze ``features``, retrain ``classifier``) and :func:`features` (learned features for classical
 learners such as an SVM) need.
 
-``impl="torch"`` builds the *identical* network from ``torch.nn`` layers (same modules, parameter names and
-initialisation order): it is the reference the tests and benchmarks compare against, never a fallback.
+The identical network on PyTorch's layers -- the reference the tests and benchmarks compare against, never a
+fallback -- is ``deepops.nn.convert(model, to="torch")`` (same modules, parameter names and values);
+``build(..., impl="torch")`` returns it for the command line's ``--impl torch``.
 
 The cell detector is :mod:`deepops.models.detector`, the DCGAN :mod:`deepops.models.gan`.
 """
@@ -17,18 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import nn as dnn
+
 __all__ = ["LeNet5", "AlexNetSmall", "build", "features", "MODELS"]
-
-
-def _layers(impl: str):
-    """(Conv2d, MaxPool2d, ReLU) of deepops or of torch.nn."""
-    if impl == "deepops":
-        from .. import nn as dnn
-
-        return dnn.Conv2d, dnn.MaxPool2d, dnn.ReLU
-    if impl == "torch":
-        return nn.Conv2d, nn.MaxPool2d, nn.ReLU
-    raise ValueError(f"deepops.models: 'impl' must be 'deepops' or 'torch', got {impl!r}")
 
 
 def _check(in_channels: int, num_classes: int, image_size: int, smallest: int, name: str) -> None:
@@ -46,11 +38,10 @@ class LeNet5(nn.Module):
     and a 32x32 image 16x8x8 (the original, unpadded, gives 16x5x5 on 32x32).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 8, impl: str = "deepops"):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 8):
         super().__init__()
         _check(in_channels, num_classes, image_size, 4, "LeNet5")
-        Conv, Pool, ReLU = _layers(impl)
-        self.impl = impl
+        Conv, Pool, ReLU = dnn.Conv2d, dnn.MaxPool2d, dnn.ReLU
         self.features = nn.Sequential(
             Conv(in_channels, 6, 5, padding=2),
             ReLU(),
@@ -82,13 +73,10 @@ class AlexNetSmall(nn.Module):
     32x32 images 32-16-8-4.
     """
 
-    def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, image_size: int = 8, impl: str = "deepops", dropout: float = 0.5
-    ):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 8, dropout: float = 0.5):
         super().__init__()
         _check(in_channels, num_classes, image_size, 2, "AlexNetSmall")
-        Conv, Pool, ReLU = _layers(impl)
-        self.impl = impl
+        Conv, Pool, ReLU = dnn.Conv2d, dnn.MaxPool2d, dnn.ReLU
         self.features = nn.Sequential(
             Conv(in_channels, 32, 5, padding=2),
             ReLU(),
@@ -126,10 +114,14 @@ MODELS = {"lenet": LeNet5, "alexnet": AlexNetSmall}
 
 
 def build(name: str, in_channels: int = 1, num_classes: int = 10, image_size: int = 8, impl: str = "deepops") -> nn.Module:
-    """A model by its command-line name (``lenet`` or ``alexnet``)."""
+    """A model by its command-line name (``lenet`` or ``alexnet``); ``impl="torch"``: its PyTorch twin, made by
+    ``deepops.nn.convert(model, to="torch")``."""
     if name not in MODELS:
         raise ValueError(f"deepops.models.build: 'name' must be one of {sorted(MODELS)}, got {name!r}")
-    return MODELS[name](in_channels=in_channels, num_classes=num_classes, image_size=image_size, impl=impl)
+    if impl not in ("deepops", "torch"):
+        raise ValueError(f"deepops.models.build: 'impl' must be 'deepops' or 'torch', got {impl!r}")
+    model = MODELS[name](in_channels=in_channels, num_classes=num_classes, image_size=image_size)
+    return dnn.convert(model, inplace=True, to="torch") if impl == "torch" else model
 
 
 @torch.no_grad()

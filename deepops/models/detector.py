@@ -12,30 +12,23 @@ L1 at the centre cells (see ``deepops.detection.data``).  Decoding (``deepops.de
 maxima of the heatmap (a 3x3 max-pool through ``deepops.max_pool2d``), applies a score threshold and removes the
 remaining duplicates with ``deepops.nms``.
 
-``layers`` chooses where the layers come from: ``deepops.nn`` (default: every convolution, pooling and activation
-runs through ``torch.ops.deepops``) or ``torch.nn`` (the same network on PyTorch's kernels, the peer in
-``deepops bench``).  Both give the same parameter names, so checkpoints load in either.
+Every convolution, pooling and activation is a ``deepops.nn`` layer (so runs through ``torch.ops.deepops``); the
+same network on PyTorch's kernels, the peer in ``deepops bench``, is ``deepops.nn.convert(model, to="torch")``,
+with the same parameter names, so checkpoints load in either.
 """
 
 from __future__ import annotations
 
 import math
-from types import ModuleType
 
 import torch
 from torch import nn
 
+from .. import nn as L
+
 STRIDE = 4  # output grid stride in pixels (two 2x2 max-pools)
 OUT_CHANNELS = 5  # heat logit, offset x, offset y, log w, log h
 HEAT_PRIOR = 0.05  # initial foreground probability of the heatmap (bias init, as in CenterNet / RetinaNet)
-
-
-def _layers(layers: ModuleType | None) -> ModuleType:
-    if layers is None:
-        import deepops.nn
-
-        return deepops.nn
-    return layers
 
 
 class CellDetector(nn.Module):
@@ -43,9 +36,8 @@ class CellDetector(nn.Module):
 
     stride = STRIDE
 
-    def __init__(self, width: int = 16, in_channels: int = 1, layers: ModuleType | None = None):
+    def __init__(self, width: int = 16, in_channels: int = 1):
         super().__init__()
-        L = _layers(layers)
         w1, w2, w3 = max(width // 2, 1), width, 2 * width
 
         def conv(cin: int, cout: int) -> list[nn.Module]:
@@ -76,5 +68,6 @@ class CellDetector(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build(config: dict, layers: ModuleType | None = None) -> CellDetector:
-    return CellDetector(width=config.get("width", 16), in_channels=config.get("in_channels", 1), layers=layers)
+def build(config: dict) -> CellDetector:
+    """The detector a checkpoint's ``config`` describes (``width``, ``in_channels``)."""
+    return CellDetector(width=config.get("width", 16), in_channels=config.get("in_channels", 1))

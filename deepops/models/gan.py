@@ -10,32 +10,25 @@ Strategy: the two networks are the textbook DCGAN, sized by the image:
   the channels, leaky ReLU (slope 0.2) after each, batch norm after all but the first, down to 4x4; a last 4x4
   convolution gives one logit per image.
 
-A side of ``4 * 2**k`` (16, 32, 64, ...) gives ``k`` strided layers.  The layers come from ``layers``, a namespace
-with ``Conv2d``, ``ConvTranspose2d``, ``ReLU`` and ``LeakyReLU`` -- ``deepops.nn`` by default, so every convolution,
-transposed convolution and activation is a ``torch.ops.deepops`` call; ``layers=torch.nn`` builds the identical
-network (same parameters and ``state_dict`` keys) from PyTorch's layers, which the benchmarks and tests compare
-against.  Batch norm and ``tanh`` are PyTorch's.  Weights start as in the DCGAN paper: N(0, 0.02) for
+A side of ``4 * 2**k`` (16, 32, 64, ...) gives ``k`` strided layers.  The convolutions, transposed convolutions and
+activations are ``deepops.nn`` layers, so each is a ``torch.ops.deepops`` call; ``deepops.nn.convert(model,
+to="torch")`` makes the identical network (same parameters and ``state_dict`` keys) on PyTorch's layers, which the
+benchmarks and tests compare against.  Batch norm and ``tanh`` are PyTorch's.  Weights start as in the DCGAN paper: N(0, 0.02) for
 convolutions, N(1, 0.02) for batch-norm scales.
 """
 
 from __future__ import annotations
 
 import math
-from types import ModuleType
-from typing import Any
 
 import torch
 from torch import nn
 
+from .. import nn as L
+
 KERNEL = 4  # every (transposed) convolution is 4x4, as in DCGAN
 BASE_SIDE = 4  # the generator's first map and the discriminator's last map are 4x4
 LEAK = 0.2  # the discriminator's leaky-ReLU slope
-
-
-def _default_layers() -> ModuleType:
-    import deepops.nn
-
-    return deepops.nn
 
 
 def _doublings(image_size: int) -> int:
@@ -53,12 +46,11 @@ def _check_positive(name: str, value: int) -> None:
 class Generator(nn.Module):
     """Noise (N, z_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
 
-    def __init__(self, image_size: int = 32, channels: int = 1, z_dim: int = 64, width: int = 64, layers: Any = None):
+    def __init__(self, image_size: int = 32, channels: int = 1, z_dim: int = 64, width: int = 64):
         super().__init__()
         k = _doublings(image_size)
         for name, v in (("channels", channels), ("z_dim", z_dim), ("width", width)):
             _check_positive(name, v)
-        L = layers or _default_layers()
         self.image_size, self.channels, self.z_dim = image_size, channels, z_dim
         c = width * 2 ** (k - 1)
         mods: list[nn.Module] = [L.ConvTranspose2d(z_dim, c, KERNEL, 1, 0, bias=False), nn.BatchNorm2d(c), L.ReLU()]
@@ -78,12 +70,11 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Images (N, channels, image_size, image_size) -> one logit per image, shape (N,)."""
 
-    def __init__(self, image_size: int = 32, channels: int = 1, width: int = 64, layers: Any = None):
+    def __init__(self, image_size: int = 32, channels: int = 1, width: int = 64):
         super().__init__()
         k = _doublings(image_size)
         for name, v in (("channels", channels), ("width", width)):
             _check_positive(name, v)
-        L = layers or _default_layers()
         self.image_size, self.channels = image_size, channels
         c = width
         mods: list[nn.Module] = [L.Conv2d(channels, c, KERNEL, 2, 1, bias=False), L.LeakyReLU(LEAK)]
@@ -111,11 +102,10 @@ class DCGAN(nn.Module):
         z_dim: int = 64,
         g_width: int = 64,
         d_width: int = 64,
-        layers: Any = None,
     ):
         super().__init__()
-        self.generator = Generator(image_size, channels, z_dim, g_width, layers)
-        self.discriminator = Discriminator(image_size, channels, d_width, layers)
+        self.generator = Generator(image_size, channels, z_dim, g_width)
+        self.discriminator = Discriminator(image_size, channels, d_width)
 
     @property
     def z_dim(self) -> int:
