@@ -1,12 +1,12 @@
 // The emulated launch (see emulator.h for what it does and what it proves).  Host-only; built with DEEPOPS_EMULATE.
 //
-// One block at a time: the block's CUDA threads are fibers on the calling thread, driven by run_block's loop.
-// A fiber switch is a few instructions (switch_context below, x86-64: the callee-saved registers, the stack
-// pointer, MXCSR and the x87 control word), not ucontext's swapcontext, which costs a system call per switch and,
-// under AddressSanitizer, a clear of the whole target stack's shadow.  A fiber runs until it must wait (block
-// barrier, warp rendezvous) or finishes; when no fiber can run, the loop resolves what is complete (a warp
-// rendezvous whose lanes have all arrived, a barrier that every thread waits at) or reports why nothing can
-// (barrier divergence, a lane missing from a collective, deadlock).
+// One block at a time: the block's CUDA threads are fibers on the calling thread, driven by run_block's loop.  A fiber
+// switch is a few instructions (deepops_emu_switch_context below, x86-64: the callee-saved registers, the stack
+// pointer, MXCSR and the x87 control word), not ucontext's swapcontext, which costs a system call per switch and, under
+// AddressSanitizer, a clear of the whole target stack's shadow.  A fiber runs until it must wait (block barrier, warp
+// rendezvous) or finishes; when no fiber can run, the loop resolves what is complete (a warp rendezvous whose lanes
+// have all arrived, a barrier that every thread waits at) or reports why nothing can (barrier divergence, a lane
+// missing from a collective, deadlock).
 #include "emulator.h"
 
 #include <sys/mman.h>
@@ -46,8 +46,9 @@ dim3 gridDim;
 #error "the emulated launch's context switch is written for x86-64"
 #endif
 
-// switch_context(&save_sp, next_sp): pushes the callee-saved state on the current stack, stores the stack pointer in
-// *save_sp, loads next_sp and pops the state saved there (a fiber's first "return" lands in its entry function).
+// deepops_emu_switch_context(&save_sp, next_sp): pushes the callee-saved state on the current stack, stores the stack
+// pointer in *save_sp, loads next_sp and pops the state saved there (a fiber's first "return" lands in its entry
+// function).
 extern "C" void deepops_emu_switch_context(void** save_sp, void* next_sp);
 asm(R"(
   .text
@@ -321,8 +322,8 @@ void run_block(Block& b, const std::vector<int>& order) {
 #if defined(DEEPOPS_ASAN)
     if (t_stacks_dirty) __asan_unpoison_memory_region(s.lo(), kStackBytes);
 #endif
-    // the initial frame that switch_context pops: MXCSR / x87 control word, six callee-saved registers, then the
-    // "return address" deepops_emu_fiber_entry, entered with the stack aligned as after a call
+    // the initial frame that deepops_emu_switch_context pops: MXCSR / x87 control word, six callee-saved registers,
+    // then the "return address" deepops_emu_fiber_entry, entered with the stack aligned as after a call
     uint64_t* top = reinterpret_cast<uint64_t*>(s.lo() + kStackBytes);
     top[-1] = 0;
     top[-2] = reinterpret_cast<uint64_t>(&deepops_emu_fiber_entry);
