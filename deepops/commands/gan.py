@@ -48,7 +48,7 @@ def register(parsers) -> None:
     t.add_argument("--z-dim", type=_positive_int, default=d.z_dim, help="noise dimensions (default %(default)s)")
     t.add_argument("--g-width", type=_positive_int, default=d.g_width, help="generator channels at full size (default %(default)s)")
     t.add_argument("--d-width", type=_positive_int, default=d.d_width, help="discriminator's first channels (default %(default)s)")
-    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="default %(default)s")
+    t.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="global batch, divided among torchrun processes (default %(default)s)")
     t.add_argument("--lr-g", type=float, default=d.lr_g, help="generator's Adam learning rate (default %(default)s)")
     t.add_argument("--lr-d", type=float, default=d.lr_d, help="discriminator's Adam learning rate (default %(default)s)")
     t.add_argument("--lr-decay", type=float, default=d.lr_decay, metavar="FRACTION", help="both learning rates fall linearly to 0 over this last fraction of the steps (default %(default)s)")

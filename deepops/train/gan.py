@@ -1,4 +1,4 @@
-"""Training a DCGAN (``deepops.models.gan``): data, the adversarial loop, sample grids, checkpoints and the score.
+"""The DCGAN family of the training loop (``deepops.models.gan``): data, the adversarial step, sample grids and the score.
 
 Strategy.  The DCGAN recipe, plus two additions that the digits (only 1,797 images) need:
 
