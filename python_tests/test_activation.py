@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import deepops
-from conftest import ALL_FLOATS, DEVICES, layouts
+from conftest import ALL_FLOATS, DEVICES, layout, layouts
 
 SHAPES = [(), (0,), (1,), (7,), (1000,), (3, 5), (2, 3, 4, 5), (4, 3, 17, 9), (0, 3, 4, 4), (1, 1, 1, 4099)]
 SPECIALS = [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e-30, -1e-30, 3e38, -3e38]
@@ -55,9 +55,9 @@ def test_inplace_matches_torch(device, dtype):
     x0 = _rand((4, 3, 6, 5), dtype, device)
     for name, x in layouts(x0):
         a, b = x.clone(), x.clone()
-        # clone() keeps dense layouts; rebuild the strided view so that the non-dense path is exercised too
-        if name == "strided":
-            a = torch.zeros(*x.shape[:-1], x.shape[-1] * 2, dtype=dtype, device=device)[..., ::2].copy_(x)
+        # clone() keeps dense layouts but not a view's: make the strided and misaligned ones again
+        if name in ("strided", "misaligned"):
+            a = layout(x, name)
         r = deepops.relu(a, inplace=True)
         assert r is a
         torch.testing.assert_close(a, torch.relu_(b), rtol=0, atol=0, equal_nan=True)
