@@ -322,7 +322,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
 
 @pytest.mark.slow
 def test_goal_lenet_digits_98_percent_and_same_as_torch_nn():
-    """The issue's goal: >= 98 % test accuracy with LeNet on the digits, and within 0.5 points of the identical
+    """The goal: >= 98 % test accuracy with LeNet on the digits, and within 0.5 points of the identical
     torch.nn network trained with the same seed and settings (both trained here, in one test)."""
     cfg = dict(model="lenet", epochs=30, seed=0, out=None, progress=False)
     ours = train(TrainConfig(impl="deepops", **cfg))
