@@ -26,6 +26,7 @@
 
 #include "test_util.h"  // first: the CUDA headers come through kernels/arch/config.h
 #include "kernels/conv.h"
+#include "kernels/shapes.h"
 #include "kernels/conv_direct.cuh"
 #include "kernels/conv_igemm.cuh"
 
@@ -99,8 +100,8 @@ static ConvShape make(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int
   ConvShape s;
   s.N = N, s.C = C, s.H = H, s.W = W, s.K = K, s.R = R, s.S = S;
   s.stride_h = sh, s.stride_w = sw, s.pad_h = ph, s.pad_w = pw, s.dil_h = dh, s.dil_w = dw, s.groups = groups;
-  s.P = (H + 2 * ph - dh * (R - 1) - 1) / sh + 1;
-  s.Q = (W + 2 * pw - dw * (S - 1) - 1) / sw + 1;
+  s.P = conv_out_extent(H, R, sh, ph, dh);
+  s.Q = conv_out_extent(W, S, sw, pw, dw);
   return s;
 }
 

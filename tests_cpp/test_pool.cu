@@ -23,20 +23,15 @@
 #include "test_util.h"  // first: the CUDA headers come through kernels/arch/config.h
 #include "test_dtypes.h"
 #include "kernels/pool.h"
+#include "kernels/shapes.h"
 
 using deepops::Pool2dShape;
+using deepops::pool_out_extent;
 
 namespace {
 
 constexpr int kGuard = 5;  // sentinel elements after each output buffer (and the offset before it)
 int g_printed = 0;         // mismatches printed so far (all cases)
-
-int64_t out_size(int64_t n, int k, int s, int p, int d, bool ceil_mode) {
-  const int64_t num = n + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t o = num / s + 1;  // num >= 0 in these cases
-  if (ceil_mode && (o - 1) * s >= n + p) --o;
-  return o;
-}
 
 // element (n, c, h, w) of a buffer in NCHW or NHWC order
 int64_t at(const Pool2dShape& s, bool cl, int64_t n, int64_t c, int64_t h, int64_t w, int64_t H, int64_t W) {
@@ -106,8 +101,8 @@ enum Align { kAligned = 0, kAllOffset = 1, kIndexOffset = 2 };
 template <typename T> int run_case(const Case& cs, bool cl, Align align) {
   const char* name = dt_name<T>();
   Pool2dShape s{cs.n, cs.c, cs.h, cs.w, 0, 0, cs.k, cs.k, cs.s, cs.s, cs.p, cs.p, cs.d, cs.d};
-  s.oh = out_size(cs.h, cs.k, cs.s, cs.p, cs.d, cs.ceil_mode);
-  s.ow = out_size(cs.w, cs.k, cs.s, cs.p, cs.d, cs.ceil_mode);
+  s.oh = pool_out_extent(cs.h, cs.k, cs.s, cs.p, cs.d, cs.ceil_mode);
+  s.ow = pool_out_extent(cs.w, cs.k, cs.s, cs.p, cs.d, cs.ceil_mode);
   const int64_t nin = s.n * s.c * s.h * s.w, nout = s.n * s.c * s.oh * s.ow;
   const int ov = align == kAllOffset ? 1 : 0, oi = align == kAligned ? 0 : 1;  // offsets: values, indices
   const int64_t lin = nin + 1 + kGuard, lout = nout + 1 + kGuard;              // buffer lengths

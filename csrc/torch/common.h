@@ -8,6 +8,9 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
+
+#include <string>
 #include <ATen/ops/empty_like.h>
 #if !defined(DEEPOPS_EMULATE)
 #include <c10/cuda/CUDAGuard.h>
@@ -28,13 +31,31 @@ namespace deepops_torch {
 
 using deepops::DType;
 
+// A dtype as Python prints it ("torch.float16", "torch.int64"), so that messages read the same from the C++ and
+// the Python checks.
+inline std::string py_dtype(at::ScalarType s) {
+  switch (s) {
+    case at::kHalf: return "torch.float16";
+    case at::kBFloat16: return "torch.bfloat16";
+    case at::kFloat: return "torch.float32";
+    case at::kDouble: return "torch.float64";
+    case at::kByte: return "torch.uint8";
+    case at::kChar: return "torch.int8";
+    case at::kShort: return "torch.int16";
+    case at::kInt: return "torch.int32";
+    case at::kLong: return "torch.int64";
+    case at::kBool: return "torch.bool";
+    default: return std::string("torch.") + c10::toString(s);  // the rarer ones in c10's spelling
+  }
+}
+
 inline DType dtype_of(const at::Tensor& t) {
   switch (t.scalar_type()) {
     case at::kHalf: return DType::kFloat16;
     case at::kBFloat16: return DType::kBFloat16;
     case at::kFloat: return DType::kFloat32;
     case at::kDouble: return DType::kFloat64;
-    default: TORCH_CHECK_TYPE(false, "unsupported dtype ", t.scalar_type());
+    default: TORCH_CHECK_TYPE(false, "unsupported dtype ", py_dtype(t.scalar_type()));
   }
   return DType::kFloat32;
 }
@@ -59,15 +80,16 @@ inline void check_float_device(const at::Tensor& t, const char* arg, const char*
               t.device());
   const auto s = t.scalar_type();
   TORCH_CHECK_TYPE(s == at::kHalf || s == at::kBFloat16 || s == at::kFloat || s == at::kDouble, "deepops.", op,
-                   ": '", arg, "' has dtype ", s, "; supported dtypes are float16, bfloat16, float32 and float64");
+                   ": '", arg, "' has dtype ", py_dtype(s),
+                   "; supported dtypes are float16, bfloat16, float32 and float64");
 }
 
 inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* na, const char* nb, const char* op,
                        bool shape = true) {
   TORCH_CHECK(a.device() == b.device(), "deepops.", op, ": '", na, "' is on ", a.device(), " but '", nb, "' is on ",
               b.device());
-  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "deepops.", op, ": '", na, "' has dtype ", a.scalar_type(),
-                   " but '", nb, "' has dtype ", b.scalar_type());
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "deepops.", op, ": '", na, "' has dtype ",
+                   py_dtype(a.scalar_type()), " but '", nb, "' has dtype ", py_dtype(b.scalar_type()));
   if (shape)
     TORCH_CHECK_VALUE(a.sizes() == b.sizes(), "deepops.", op, ": '", na, "' has shape ", a.sizes(), " but '", nb,
                       "' has shape ", b.sizes());

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "../kernels/conv.h"
+#include "../kernels/shapes.h"
 #include "common.h"
 
 namespace deepops_torch {
@@ -77,9 +78,6 @@ at::MemoryFormat format_of(ConvLayout l) {
   return l == ConvLayout::kNHWC ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
 }
 
-// Output extent of a convolution along one axis (may be < 1: the caller reports it).
-int64_t out_extent(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
-
 // Fills the sizes of s from x (N, C, H, W), the weight's (K, C/g, R, S) and the geometry; checks the channel
 // relations and that the (dilated) kernel fits the padded input.
 ConvShape make_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t wc, int64_t R, int64_t S,
@@ -97,8 +95,8 @@ ConvShape make_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int6
                     " with dilation) is larger than the padded input (", H + 2 * g.ph, "x", W + 2 * g.pw, ")");
   ConvShape s;
   s.N = N, s.C = C, s.H = H, s.W = W, s.K = K, s.R = R, s.S = S;
-  s.P = out_extent(H, R, g.sh, g.ph, g.dh);
-  s.Q = out_extent(W, S, g.sw, g.pw, g.dw);
+  s.P = deepops::conv_out_extent(H, R, g.sh, g.ph, g.dh);
+  s.Q = deepops::conv_out_extent(W, S, g.sw, g.pw, g.dw);
   s.stride_h = int(g.sh), s.stride_w = int(g.sw), s.pad_h = int(g.ph), s.pad_w = int(g.pw);
   s.dil_h = int(g.dh), s.dil_w = int(g.dw), s.groups = int(groups);
   return s;
@@ -292,13 +290,13 @@ at::Tensor conv_transpose2d(const at::Tensor& input, const at::Tensor& weight, c
   TORCH_CHECK_VALUE(weight.size(0) == Cin, "deepops.", op, ": 'weight' must have ", Cin,
                     " rows (the input channels) in dimension 0, got shape ", weight.sizes());
   const int64_t R = weight.size(2), S = weight.size(3), Cout = weight.size(1) * groups;
-  const int64_t Ho = (H - 1) * g.sh - 2 * g.ph + g.dh * (R - 1) + oph + 1;
-  const int64_t Wo = (W - 1) * g.sw - 2 * g.pw + g.dw * (S - 1) + opw + 1;
+  const int64_t Ho = deepops::conv_transpose_out_extent(H, R, g.sh, g.ph, oph, g.dh);
+  const int64_t Wo = deepops::conv_transpose_out_extent(W, S, g.sw, g.pw, opw, g.dw);
   // an empty output plane is a result (PyTorch returns the empty tensor), a negative one an error
   TORCH_CHECK_VALUE(Ho >= 0 && Wo >= 0, "deepops.", op, ": the output size (", Ho, ", ", Wo, ") is negative: 'padding' (",
                     g.ph, ", ", g.pw, ") is too large for 'input' ", H, "x", W, " and kernel (", R, ", ", S, ")");
   ConvShape s = make_shape(N, Cout, Ho, Wo, Cin, weight.size(1), R, S, g, groups, op, "output", "weight");
-  s.P = H, s.Q = W;  // the extent of dy (this input); output_padding may leave out_extent(Ho) one larger
+  s.P = H, s.Q = W;  // the extent of dy (this input); output_padding may leave conv_out_extent(Ho) one larger
   check_bias(bias, input, Cout, op);
   return backward_input_core(input, weight, bias, s, op, "input");
 }

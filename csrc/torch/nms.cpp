@@ -22,7 +22,7 @@ at::Tensor run_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::
   TORCH_CHECK(scores.device() == boxes.device(), "deepops.", op, ": 'boxes' is on ", boxes.device(),
               " but 'scores' is on ", scores.device());
   TORCH_CHECK_TYPE(scores.scalar_type() == boxes.scalar_type(), "deepops.", op, ": 'scores' has dtype ",
-                   scores.scalar_type(), " but 'boxes' has dtype ", boxes.scalar_type());
+                   py_dtype(scores.scalar_type()), " but 'boxes' has dtype ", py_dtype(boxes.scalar_type()));
   TORCH_CHECK_VALUE(scores.dim() == 1, "deepops.", op, ": 'scores' must be 1-D, got shape ", scores.sizes());
   const int64_t n = boxes.size(0);
   TORCH_CHECK_VALUE(scores.size(0) == n, "deepops.", op, ": 'boxes' has ", n, " boxes but 'scores' has ",
@@ -32,7 +32,7 @@ at::Tensor run_nms(const at::Tensor& boxes, const at::Tensor& scores, const at::
     TORCH_CHECK(idxs->device() == boxes.device(), "deepops.", op, ": 'boxes' is on ", boxes.device(),
                 " but 'idxs' is on ", idxs->device());
     TORCH_CHECK_TYPE(at::isIntegralType(idxs->scalar_type(), /*includeBool=*/false), "deepops.", op,
-                     ": 'idxs' (class indices) must have an integer dtype, got ", idxs->scalar_type());
+                     ": 'idxs' (class indices) must have an integer dtype, got ", py_dtype(idxs->scalar_type()));
     TORCH_CHECK_VALUE(idxs->dim() == 1, "deepops.", op, ": 'idxs' must be 1-D, got shape ", idxs->sizes());
     TORCH_CHECK_VALUE(idxs->size(0) == n, "deepops.", op, ": 'boxes' has ", n, " boxes but 'idxs' has ",
                       idxs->size(0), " entries");

@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "../kernels/pool.h"
+#include "../kernels/shapes.h"
 #include "common.h"
 
 namespace deepops_torch {
@@ -16,13 +17,6 @@ namespace {
 struct Args {
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
 };
-
-int64_t out_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t num = n + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t o = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;  // floor division
-  if (ceil_mode && (o - 1) * s >= n + p) --o;  // the last window may not start in the right padding
-  return o;
-}
 
 Args check_args(const at::Tensor& input, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d,
                 const char* op) {
@@ -53,8 +47,8 @@ deepops::Pool2dShape shape_of(const at::Tensor& input4, const Args& a, bool ceil
   sh.c = input4.size(1);
   sh.h = input4.size(2);
   sh.w = input4.size(3);
-  sh.oh = out_size(sh.h, a.kh, a.sh, a.ph, a.dh, ceil_mode);
-  sh.ow = out_size(sh.w, a.kw, a.sw, a.pw, a.dw, ceil_mode);
+  sh.oh = deepops::pool_out_extent(sh.h, a.kh, a.sh, a.ph, a.dh, ceil_mode);
+  sh.ow = deepops::pool_out_extent(sh.w, a.kw, a.sw, a.pw, a.dw, ceil_mode);
   TORCH_CHECK_VALUE(sh.oh >= 1 && sh.ow >= 1, "deepops.", op, ": output size is too small: 'input' of spatial size (",
                     sh.h, ", ", sh.w, ") gives (", sh.oh, ", ", sh.ow, ") with 'kernel_size' (", a.kh, ", ", a.kw,
                     ")");
@@ -127,9 +121,9 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   TORCH_CHECK(grad_output.device() == input.device() && indices.device() == input.device(), "deepops.", op,
               ": 'grad_output' and 'indices' must be on ", input.device());
   TORCH_CHECK_TYPE(grad_output.scalar_type() == input.scalar_type(), "deepops.", op, ": 'grad_output' has dtype ",
-                   grad_output.scalar_type(), " but 'input' has ", input.scalar_type());
+                   py_dtype(grad_output.scalar_type()), " but 'input' has ", py_dtype(input.scalar_type()));
   TORCH_CHECK_TYPE(indices.scalar_type() == at::kLong, "deepops.", op, ": 'indices' must be int64, got ",
-                   indices.scalar_type());
+                   py_dtype(indices.scalar_type()));
   // a 3-D input is contiguous-format always (as in PyTorch), whatever its strides
   const auto fmt = three ? at::MemoryFormat::Contiguous : in4.suggest_memory_format();
   const bool cl = fmt == at::MemoryFormat::ChannelsLast;

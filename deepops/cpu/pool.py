@@ -22,7 +22,7 @@ Strategy.
 * backward: every gradient element is written by exactly one thread, so there are no atomics and no races, and the
   sums run in increasing (oh, ow), the order of PyTorch's CPU kernel (bitwise PyTorch's for float32/float64).
   NCHW: a plane is owned by one thread, which accumulates the plane's output gradients at their indices in output
-  order.  Seen from an input element this is the gather of the issue (it sums the gradients of the windows whose
+  order.  Seen from an input element this is a gather (each input element sums the gradients of the windows whose
   maximum it is, in increasing (oh, ow)); it is written as an ordered accumulation per owned plane because the
   per-element gather loop (tried first) costs a data-dependent branch per candidate window and measured about
   five to ten times slower.  channels_last: a true gather, ``prange`` over input rows: each input pixel visits the

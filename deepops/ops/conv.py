@@ -46,6 +46,7 @@ from .._rules import (
     batched,
     check_float,
     check_geometry,
+    check_same,
     check_tensor,
     conv_out_size,
     conv_transpose_out_size,
@@ -67,10 +68,7 @@ def _check_tensors(input, weight, bias, groups, op: str, transposed: bool) -> No
     if weight.dim() != 4:
         layout = "(C_in, C_out/groups, kH, kW)" if transposed else "(C_out, C_in/groups, kH, kW)"
         raise ValueError(f"deepops.{op}: 'weight' must be 4-D {layout}, got shape {tuple(weight.shape)}")
-    if weight.device != input.device:
-        raise RuntimeError(f"deepops.{op}: 'weight' is on {weight.device} but 'input' is on {input.device}")
-    if weight.dtype != input.dtype:
-        raise TypeError(f"deepops.{op}: 'weight' has dtype {weight.dtype} but 'input' has dtype {input.dtype}")
+    check_same(weight, input, ("weight", "input"), op, shape=False)
     if isinstance(groups, bool) or not isinstance(groups, (int, torch.SymInt)):
         raise TypeError(f"deepops.{op}: 'groups' must be an int, got {groups!r}")
     if groups <= 0:
@@ -97,12 +95,8 @@ def _check_tensors(input, weight, bias, groups, op: str, transposed: bool) -> No
             )
         c_out = weight.shape[0]
     if bias is not None:
-        if not isinstance(bias, torch.Tensor):
-            raise TypeError(f"deepops.{op}: 'bias' must be a torch.Tensor or None, got {type(bias).__name__}")
-        if bias.device != input.device:
-            raise RuntimeError(f"deepops.{op}: 'bias' is on {bias.device} but 'input' is on {input.device}")
-        if bias.dtype != input.dtype:
-            raise TypeError(f"deepops.{op}: 'bias' has dtype {bias.dtype} but 'input' has dtype {input.dtype}")
+        check_tensor(bias, "bias", op, optional=True)
+        check_same(bias, input, ("bias", "input"), op, shape=False)
         if bias.dim() != 1 or bias.shape[0] != c_out:
             raise ValueError(
                 f"deepops.{op}: 'bias' must have shape ({c_out},) (one per output channel), got {tuple(bias.shape)}"
@@ -178,10 +172,7 @@ def _check_grad_output(grad_output, other, other_name, op):
         raise ValueError(f"deepops.{op}: 'grad_output' must be 4-D (N, C_out, P, Q), got {tuple(grad_output.shape)}")
     if other.dim() != 4:
         raise ValueError(f"deepops.{op}: '{other_name}' must be 4-D, got {tuple(other.shape)}")
-    if other.device != grad_output.device:
-        raise RuntimeError(f"deepops.{op}: '{other_name}' is on {other.device} but 'grad_output' is on {grad_output.device}")
-    if other.dtype != grad_output.dtype:
-        raise TypeError(f"deepops.{op}: '{other_name}' has dtype {other.dtype} but 'grad_output' has dtype {grad_output.dtype}")
+    check_same(other, grad_output, (other_name, "grad_output"), op, shape=False)
 
 
 def _size4(size, name, op):
