@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import nn as L
-from ..train.schedule import cosine, set_lr
+from ..train.fit import fit
 from .frechet import frechet_distance, gaussian_stats
 
 SCORER_SIDE = 16  # the scorer's input side; other sizes are resized to it
@@ -92,19 +92,7 @@ def train_scorer(
     val, tr = perm[:n_val], perm[n_val:]
     model = DigitScorer(x.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps, step = epochs * ((len(tr) + batch_size - 1) // batch_size), 0
-    for _ in range(epochs):
-        model.train()
-        order = tr[torch.randperm(len(tr), generator=gen)]
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            loss = F.cross_entropy(model(_shift(x[idx], gen)), y[idx])
-            set_lr(opt, cosine(step / steps, lr))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-    model.eval()
+    fit(model, x[tr], y[tr], opt, epochs=epochs, batch=batch_size, lr=lr, gen=gen, augment=lambda b: _shift(b, gen))
     acc = 1.0
     if n_val:
         with torch.no_grad():
