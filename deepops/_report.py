@@ -21,6 +21,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def format_time(seconds: float, width: int = 0) -> str:
+    """A measured time in the unit that suits it: ``1.23 s``, ``4.56 ms``, ``7.8 µs`` (numbers right-aligned in
+    ``width`` characters, for tables)."""
+    s = float(seconds)
+    if s >= 1:
+        return f"{s:{width}.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:{width}.2f} ms"
+    return f"{s * 1e6:{width}.1f} µs"
+
+
 def format_seconds(seconds: float) -> str:
     s = float(seconds)
     if s < 1:

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from .._report import format_time
 from . import core
 
 
@@ -134,12 +135,8 @@ def _run_one(w: core.Workload, device: torch.device, dtype: torch.dtype, budget_
 # ------------------------------------------------------------------------------------------------------- output
 
 
-def _fmt_time(s: float) -> str:
-    if s >= 1:
-        return f"{s:7.2f} s "
-    if s >= 1e-3:
-        return f"{s * 1e3:7.2f} ms"
-    return f"{s * 1e6:7.1f} us"
+def _fmt(seconds: float) -> str:
+    return format_time(seconds, width=7)
 
 
 def table(report: dict) -> str:
@@ -167,9 +164,9 @@ def table(report: dict) -> str:
         first = True
         for n, p in peers or [("-", None)]:
             ratio = f"{p['median_s'] / d['median_s']:9.2f}x" if p else ""
-            ptime = _fmt_time(p["median_s"]) if p else ""
+            ptime = _fmt(p["median_s"]) if p else ""
             left = (
-                f"{wl[:34]:<34} {dev:<4} {dt:<8} {_fmt_time(d['median_s']):>10} {100 * d['iqr_rel']:5.0f}%"
+                f"{wl[:34]:<34} {dev:<4} {dt:<8} {_fmt(d['median_s']):>10} {100 * d['iqr_rel']:5.0f}%"
                 if first
                 else " " * 67
             )
