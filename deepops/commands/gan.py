@@ -41,7 +41,7 @@ def register(parsers) -> None:
         "on the digits it also scores the generator (Fréchet distance in our digits classifier's feature space, "
         "confidence, classes covered).",
     )
-    add_loop_arguments(t, epochs=d.epochs, out=d.out, time_unit="min")
+    add_loop_arguments(t, epochs=d.epochs, out=d.out)
     t.add_argument("--data", default=d.data, help="digits (sklearn's, upsampled), cells (SIMCEP-like patches) or a folder of images")
     t.add_argument("--image-size", type=int, default=d.image_size, choices=[8, 16, 32, 64], help="image side (default %(default)s)")
     t.add_argument("--channels", type=_positive_int, default=None, help="image channels (default: from the data)")
@@ -85,7 +85,7 @@ def _train(args) -> int:
         data=args.data, image_size=args.image_size, channels=args.channels, z_dim=args.z_dim, g_width=args.g_width,
         d_width=args.d_width, batch_size=args.batch_size, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay,
         beta1=args.beta1, beta2=args.beta2, real_label=args.real_label, ema=args.ema, score=args.score,
-        score_n=args.score_n, time_limit=limit_s / 60 if limit_s else None,  # GanConfig counts minutes
+        score_n=args.score_n, time_limit=limit_s,
         limit_images=args.limit_images, augment=args.augment, **loop,
     )
     train(cfg, resume=resume, progress=progress, command=command_line(args))

@@ -68,11 +68,17 @@ def setup_distributed(device: str | None) -> Dist:
     return Dist(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
-def cleanup_distributed(dist: Dist) -> None:
+def cleanup_distributed(dist: Dist, wait_for_all: bool = True) -> None:
+    """Leave the process group.  After a run that ended normally every process first waits for the others
+    (``wait_for_all``): a gloo process torn down while another still talks to it can abort ("terminate called
+    without an active exception", seen on a loaded 2-core machine); after an error it does not wait (the others may
+    never arrive; torchrun stops them)."""
     if dist.enabled:
         import torch.distributed as tdist
 
         if tdist.is_initialized():
+            if wait_for_all:
+                tdist.barrier()
             tdist.destroy_process_group()
 
 

@@ -86,7 +86,7 @@ class GanConfig:
     score: bool | None = None  # None: on for digits
     score_n: int = 1000
     ema: float = 0.999  # decay of the generator's weight average used for samples and scores (0: the raw weights)
-    time_limit: float | None = None  # minutes of training; stops before an epoch that would not fit
+    time_limit: float | None = None  # seconds of training; stops before an epoch that would not fit
     limit_images: int | None = None  # use only the first N images (smoke tests)
     augment: int = 2  # pixels of random translation applied to every image the discriminator sees (0: off)
     threads: int | None = None  # torch CPU threads per process (None: as they are)
@@ -426,7 +426,7 @@ def train(
     """Train as configured; returns the run's summary (also written to ``<out>/metrics.json`` and
     ``<out>/summary.json``)."""
     opts = LoopOptions(epochs=cfg.epochs, seed=cfg.seed, device=cfg.device, out=cfg.out, resume=resume,
-                       time_limit=cfg.time_limit * 60 if cfg.time_limit else None, stop_after=cfg.stop_after,
+                       time_limit=cfg.time_limit or None, stop_after=cfg.stop_after,
                        progress=progress, threads=cfg.threads, command=command, log=log)
     return run(Gan(cfg), opts)
 

@@ -158,9 +158,12 @@ def run(family: Family, opts: LoopOptions) -> dict:
         torch.set_num_threads(opts.threads)
     dist = C.setup_distributed(opts.device)
     try:
-        return Run(family, opts, dist).execute()
-    finally:
-        C.cleanup_distributed(dist)
+        result = Run(family, opts, dist).execute()
+    except BaseException:
+        C.cleanup_distributed(dist, wait_for_all=False)
+        raise
+    C.cleanup_distributed(dist)
+    return result
 
 
 class Run:
@@ -428,18 +431,16 @@ def _get(rec: dict, key: str):
 # -------------------------------------------------------------------------------------------------- command line
 
 
-def add_loop_arguments(p: argparse.ArgumentParser, *, epochs: int, out: str, time_unit: str = "s") -> None:
-    """The options every ``deepops train`` command has (their meaning is :class:`LoopOptions`').  ``time_unit``:
-    what a bare number given to ``--time-limit`` means (``s``; ``min`` for ``train gan``, as it always was)."""
+def add_loop_arguments(p: argparse.ArgumentParser, *, epochs: int, out: str) -> None:
+    """The options every ``deepops train`` command has (their meaning is :class:`LoopOptions`')."""
     p.add_argument("--epochs", type=int, default=epochs, help="total epochs (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, data order, noise (default %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU if there is one)")
     p.add_argument("--out", default=out, help="folder for last.pt, metrics.json, curves.png, ... (default %(default)s)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue from a last.pt (the schedule follows the new --epochs)")
-    unit = {"s": "seconds", "min": "minutes"}[time_unit]
-    p.add_argument("--time-limit", type=_duration(time_unit), default=None, metavar="DURATION",
-                   help=f"training-time budget: stop before an epoch that would end past it; a number is {unit}, "
+    p.add_argument("--time-limit", type=duration, default=None, metavar="DURATION",
+                   help="training-time budget: stop before an epoch that would end past it; a number is seconds, "
                         "or give a unit: 90s, 14m, 1.5h (0: no limit)")
     p.add_argument("--stop-after", type=int, default=None, metavar="N",
                    help="stop after N epochs of this call (a time slot); --resume continues the schedule")
@@ -462,19 +463,15 @@ def command_line(args: argparse.Namespace) -> str:
     return "deepops " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
 
 
-_UNITS = {"": None, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
 
-def _duration(default_unit: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([a-z]*)\s*", text.lower())
-        if not m or m.group(2) not in _UNITS:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 600, 90s, 14m, 1.5h)")
-        scale = _UNITS[m.group(2)] or _UNITS[default_unit]
-        return float(m.group(1)) * scale
-
-    parse.__name__ = "duration"
-    return parse
+def duration(text: str) -> float:
+    """A ``--time-limit`` in seconds: a number of seconds, or a number with a unit (``90s``, ``14m``, ``1.5h``)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([a-z]*)\s*", text.lower())
+    if not m or m.group(2) not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 600, 90s, 14m, 1.5h)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 __all__ = ["LoopOptions", "Family", "Run", "run", "shard", "rank_seed", "plot_curves", "add_loop_arguments",
