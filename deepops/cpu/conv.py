@@ -37,9 +37,24 @@ import torch
 from numba import prange
 
 from .._rules import compute_dtype, conv_out_size, conv_transpose_out_size, memory_format
-from ._windows import valid_range as _valid_range
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False, fastmath=False)
+
+
+@numba.njit(inline="always")
+def _valid_range(Q, sw, off, W):
+    """The output columns q in [lo, hi) for which 0 <= q * sw + off < W."""
+    lo = 0
+    if off < 0:
+        lo = (-off + sw - 1) // sw
+    hi = 0
+    if W - off > 0:
+        hi = (W - off + sw - 1) // sw
+    if hi > Q:
+        hi = Q
+    if lo > hi:
+        lo = hi
+    return lo, hi
 
 
 @numba.njit(**_JIT)

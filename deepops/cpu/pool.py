@@ -42,7 +42,6 @@ import torch
 from numba import prange
 
 from .._rules import compute_dtype, memory_format, pair, pool_out_size
-from ._windows import valid_range
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False)
 _SERIAL = dict(cache=True, nogil=True, boundscheck=False)
@@ -54,13 +53,6 @@ def _first_in(start, step):
     if start >= 0:
         return start
     return start + ((-start + step - 1) // step) * step
-
-
-@numba.njit(**_SERIAL)
-def _interior(n_in, n_out, k, s, p, d):
-    """The output range [lo, hi) whose windows lie wholly inside [0, n_in): a window's first tap ``o * s - p`` in
-    ``[0, n_in - (k - 1) * d)``."""
-    return valid_range(n_out, s, -p, n_in - (k - 1) * d)
 
 
 @numba.njit(**_SERIAL)
