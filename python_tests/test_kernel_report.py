@@ -6,6 +6,7 @@ binary runs in CI part (b) after the sm_90 build."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 
@@ -14,6 +15,7 @@ import pytest
 from deepops.bench import kernels as K
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED = "benchmarks/results/kernel_report_sm90.json"
 
 # cuobjdump -sass with labels (a disassembler as new as the cubin): a loop of 10 instructions holding 2 HMMA,
 # 2 LDS, 1 LDSM, 1 LDG and 1 LDGSTS, after a prologue and before the exit.
@@ -351,3 +353,10 @@ def test_check_fails_on_spills_and_lost_kernels():
     fails, _ = K.check(lost, old)
     assert any("hot loop of HMMA is gone" in m for m in fails)
 
+
+
+def test_committed_report_and_readme_agree():
+    with open(os.path.join(ROOT, COMMITTED)) as f:
+        rep = json.load(f)
+    assert rep["archs"] == ["sm_90"] and rep["kernels"]
+    assert K.update_readme(ROOT, COMMITTED, check=True), f"run: python -m deepops.bench.kernels --readme {COMMITTED}"

@@ -790,15 +790,18 @@ README_END = "<!-- kernels:end -->"
 def readme_section(report: dict, path: str) -> str:
     """The README's table: the kernels with a hot loop (MMA / FMA), then one line for the others."""
     t = report["tools"]
+    ptxas = ", ".join(v.rsplit(" ", 1)[-1] for v in t.get("ptxas_of_the_binary") or []) or f"nvcc {t.get('nvcc')}"
     lines = [README_START, "",
-             f"From [`{path}`]({path}) ({report['date']}; {', '.join(report['archs'])}, built with nvcc "
-             f"{t.get('nvcc') or '?'}, read with cuobjdump {t.get('cuobjdump') or '?'}). smem: static + dynamic "
+             f"From [`{path}`]({path}) ({report['date']}; {', '.join(report['archs'])}, compiled by ptxas "
+             f"{ptxas}, read with cuobjdump {t.get('cuobjdump') or '?'}). smem: static + dynamic "
              "bytes per block; theoretical occupancy on an H100 (sm_80 code: an A100) at the `__launch_bounds__` block "
              "size (blocks per SM x the limit that binds; <= where the dynamic shared memory depends on the call); "
              "hot loop: SASS instructions / MMA or FMA instructions of the loop that holds "
              "the most of them; LDS/op, LDG/op: shared (LDS, LDSM) and global (LDG, LDGSTS) loads per MMA/FMA.",
-             "", "| " + " | ".join(HEADER) + " |", "| " + " | ".join(["---"] * 2 + ["---:"] * (len(HEADER) - 2)) + " |"]
+             "", "| " + " | ".join(HEADER) + " |",
+             "| " + " | ".join("---" if i in (0, 1, 7) else "---:" for i in range(len(HEADER))) + " |"]
     for row in table_rows(report, hot_only=True):
+        row[1] = f"`{row[1]}`"  # template brackets are not HTML
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     rest = [r for r in report["kernels"] if not r.get("hot_loop")]
     if rest:
