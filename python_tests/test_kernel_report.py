@@ -360,3 +360,19 @@ def test_committed_report_and_readme_agree():
         rep = json.load(f)
     assert rep["archs"] == ["sm_90"] and rep["kernels"]
     assert K.update_readme(ROOT, COMMITTED, check=True), f"run: python -m deepops.bench.kernels --readme {COMMITTED}"
+
+
+def test_check_ignores_the_build_directory_hash_of_anonymous_namespaces():
+    # nvcc names an anonymous namespace after its translation unit with hashes that change with the build directory
+    # (seen: CI's build in a temporary directory against the committed report of another checkout)
+    a = "_ZN7deepops4conv47_GLOBAL__N__447cc8f4_14_conv_direct_cu_b22c743320depthwise_fwd_kernelIfEEvNS0_10DirectArgsE"
+    b = a.replace("447cc8f4", "0c1d2e3f").replace("b22c7433", "9a8b7c6d")
+    other_file = a.replace("14_conv_direct_cu", "14_conv_others_cu")
+    assert K.stable_name(a) == K.stable_name(b) != K.stable_name(other_file)
+    assert K.stable_name("_Z6kernelPf") == "_Z6kernelPf"
+    row = {"arch": "sm_90", "kernel": "k", "mangled": a, "spill_store_bytes": 0, "spill_load_bytes": 0,
+           "hot_loop": None}
+    fails, _ = K.check({"kernels": [dict(row, mangled=b)]}, {"kernels": [row]})
+    assert fails == []
+    fails, _ = K.check({"kernels": [dict(row, mangled=other_file)]}, {"kernels": [row]})
+    assert len(fails) == 1 and "disappeared" in fails[0]

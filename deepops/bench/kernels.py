@@ -835,14 +835,25 @@ def update_readme(root: str, report_path: str, check: bool = False) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- check
+# A kernel in an anonymous namespace is mangled with a hash of its translation unit (nvcc:
+# ``47_GLOBAL__N__447cc8f4_14_conv_direct_cu_b22c7433``), which changes with the directory the tree was built in;
+# the check compares names with the hashes taken out (the file name stays, so two files' kernels stay apart).
+_ANON = re.compile(r"\d+_GLOBAL__N__[0-9a-f]+_\d+_(\w+?)_[0-9a-f]{8}(?=\d)")
+
+
+def stable_name(mangled: str) -> str:
+    """``mangled`` without the build-directory hash of its anonymous namespace, if it has one."""
+    return _ANON.sub(lambda m: f"(anon:{m.group(1)})", mangled)
+
+
 def check(report: dict, committed: dict, tolerance: float = 0.10) -> tuple[list[str], list[str]]:
     """Compares a fresh report with a committed one: (failures, notes).  Fails when a committed kernel is gone
     (same arch and mangled name), when its hot loop needs more than (1 + tolerance) x the committed instructions
     per MMA / FMA or lost its MMA / FMA, or when it spills more bytes than it did."""
-    now = {(r["arch"], r["mangled"]): r for r in report["kernels"]}
+    now = {(r["arch"], stable_name(r["mangled"])): r for r in report["kernels"]}
     fails, notes = [], []
     for old in committed["kernels"]:
-        key = (old["arch"], old["mangled"])
+        key = (old["arch"], stable_name(old["mangled"]))
         label = f"{old['arch']} {old['kernel']}"
         new = now.get(key)
         if new is None:
@@ -863,7 +874,7 @@ def check(report: dict, committed: dict, tolerance: float = 0.10) -> tuple[list[
             elif b < a * (1 - tolerance):
                 notes.append(f"{label}: instructions per {oh['op']} {a:.2f} -> {b:.2f} (better: update the "
                              "committed report)")
-    old_keys = {(r["arch"], r["mangled"]) for r in committed["kernels"]}
+    old_keys = {(r["arch"], stable_name(r["mangled"])) for r in committed["kernels"]}
     new_only = [r for k, r in now.items() if k not in old_keys]
     if new_only:
         names = ", ".join(f"{r['arch']} {r['kernel']}" for r in new_only[:8])
