@@ -1,11 +1,14 @@
 """Benchmark workloads for conv2d and conv_transpose2d: compute-bound, judged in TFLOP/s and against
 ``torch.nn.functional`` (oneDNN on the CPU, cuDNN on the GPU) in the same run.
 
-* The five shapes of the CPU speed goal (forward, and forward+backward: the three gradients), all ``quick``; the
-  goal is a geometric mean of the speed ratio of at least 0.5 on 2 cores.
-* AlexNet's five convolutions and ResNet-18's 3x3 stages at batch 64 (GPU-sized: CUDA only), float32 with TF32 off
-  (``torch.backends.cudnn.allow_tf32 = False`` is set for float32 CUDA runs, which turns TF32 off for both sides),
-  float16 and bfloat16.
+* The five goal shapes (forward, and forward+backward: the three gradients), all ``quick``: on the CPU in float32
+  (16-bit rows run on the CPU only when ``--dtype`` asks for them), on the GPU in float32, float16 and bfloat16 -
+  the GPU goal is >= 0.8x cuDNN in 16-bit and >= 0.7x in float32 with TF32 off, ahead of cuDNN on the few-channel
+  first layers among them (C_in 1 and 3).
+* AlexNet's five convolutions, ResNet-18's 3x3 stages and ResNet-50's distinct convolutions (the 7x7 stem, the
+  bottlenecks' 1x1 and 3x3 layers, the strided 1x1 shortcuts) at batch 64 (GPU-sized: CUDA only), float32 with TF32
+  off (``torch.backends.cudnn.allow_tf32 = False`` is set for float32 CUDA runs, which turns TF32 off for both
+  sides), float16 and bfloat16.
 * conv_transpose2d of a DCGAN-like generator layer, at GPU size and at CPU size; the CPU-sized one (a few
   milliseconds on 2 cores) is ``quick``, so that ``deepops bench --quick`` times conv_transpose2d too.
 
@@ -45,6 +48,21 @@ RESNET18_3X3 = [
     (64, 256, 14, 14, 256, 3, 1, 1),
     (64, 512, 7, 7, 512, 3, 1, 1),
 ]
+# ResNet-50 (torchvision's v1.5: the stride on the 3x3), every distinct convolution once: the stem, then per stage
+# the bottleneck's 1x1 reduce (first block's and the later blocks' input widths), its 3x3 (strided in the first
+# block of stages 2-4) and 1x1 expand, and the 1x1 shortcut of the first block
+RESNET50 = [
+    (64, 3, 224, 224, 64, 7, 2, 3),
+    (64, 64, 56, 56, 64, 1, 1, 0), (64, 256, 56, 56, 64, 1, 1, 0), (64, 64, 56, 56, 64, 3, 1, 1),
+    (64, 64, 56, 56, 256, 1, 1, 0),
+    (64, 256, 56, 56, 128, 1, 1, 0), (64, 512, 28, 28, 128, 1, 1, 0), (64, 128, 56, 56, 128, 3, 2, 1),
+    (64, 128, 28, 28, 128, 3, 1, 1), (64, 128, 28, 28, 512, 1, 1, 0), (64, 256, 56, 56, 512, 1, 2, 0),
+    (64, 512, 28, 28, 256, 1, 1, 0), (64, 1024, 14, 14, 256, 1, 1, 0), (64, 256, 28, 28, 256, 3, 2, 1),
+    (64, 256, 14, 14, 256, 3, 1, 1), (64, 256, 14, 14, 1024, 1, 1, 0), (64, 512, 28, 28, 1024, 1, 2, 0),
+    (64, 1024, 14, 14, 512, 1, 1, 0), (64, 2048, 7, 7, 512, 1, 1, 0), (64, 512, 14, 14, 512, 3, 2, 1),
+    (64, 512, 7, 7, 512, 3, 1, 1), (64, 512, 7, 7, 2048, 1, 1, 0), (64, 1024, 14, 14, 2048, 1, 2, 0),
+]
+GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _label(s):
@@ -124,13 +142,11 @@ def _add(s, backward, devices, dtypes, quick, prefix="", transposed=False):
 
 for s in CPU_GOAL:
     for backward in (False, True):
-        _add(s, backward, ("cpu", "cuda"), (torch.float32,), True, prefix="goal ")
-for s in ALEXNET:
-    for backward in (False, True):
-        _add(s, backward, ("cuda",), (torch.float32, torch.float16, torch.bfloat16), not backward, prefix="alexnet ")
-for s in RESNET18_3X3:
-    for backward in (False, True):
-        _add(s, backward, ("cuda",), (torch.float32, torch.float16, torch.bfloat16), not backward, prefix="resnet18 ")
+        _add(s, backward, ("cpu", "cuda"), GPU_DTYPES, True, prefix="goal ")
+for prefix, shapes in (("alexnet ", ALEXNET), ("resnet18 ", RESNET18_3X3), ("resnet50 ", RESNET50)):
+    for s in shapes:
+        for backward in (False, True):
+            _add(s, backward, ("cuda",), GPU_DTYPES, not backward and prefix != "resnet50 ", prefix=prefix)
 for backward in (False, True):
     # DCGAN generator: 8x8 -> 16x16, and the CPU-sized one
     _add((64, 256, 8, 8, 128, 4, 2, 1), backward, ("cuda",), (torch.float32, torch.float16), False, transposed=True)
