@@ -128,7 +128,7 @@ def _add(s, backward, devices, dtypes, quick, prefix="", transposed=False):
     kind = "fwd+bwd" if backward else "fwd"
     register(
         Workload(
-            op="conv2d",
+            op=op,  # the family --ops selects: conv2d or conv_transpose2d
             name=f"{prefix}{op} {kind} {_label(s)}",
             make_inputs=_maker(s, backward, transposed),
             impls=_impls(s, backward, transposed),
