@@ -56,6 +56,10 @@ def pair(value, arg: str, op: str) -> tuple[int, int]:
     """An int or a sequence of one or two ints (list, tuple, torch.Size) as a pair, as ``torch.nn.modules.utils``
     reads ``kernel_size``, ``stride``, ...; TypeError for a non-int, ValueError for a wrong length.  NumPy integers
     become Python ints; symbolic ints (``torch.compile``) pass through."""
+    if type(value) is int:  # the common cases first: this runs several times per call of an op
+        return (value, value)
+    if type(value) in (list, tuple) and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        return (value[0], value[1])
     vals = tuple(value) if isinstance(value, (list, tuple, torch.Size)) else (value,)
     if not all(_is_int(v) for v in vals):
         raise TypeError(f"deepops.{op}: '{arg}' must be an int or a pair of ints, got {value!r}")

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from .._rules import compute_dtype, memory_format, pair, pool_out_size
+from .._rules import compute_dtype, memory_format, pool_out_size
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False)
 _SERIAL = dict(cache=True, nogil=True, boundscheck=False)
@@ -282,7 +282,8 @@ def _nhwc_view(t4: torch.Tensor) -> np.ndarray:
 
 
 def _geometry(kernel_size, stride, padding, dilation):
-    k, s, p, d = (pair(v, "", "max_pool2d") for v in (kernel_size, stride or kernel_size, padding, dilation))
+    """The schema's int[2] lists (checked; an empty stride means the kernel size) and the kernels' 8 ints."""
+    k, s, p, d = kernel_size, stride if len(stride) else kernel_size, padding, dilation
     return k, s, p, d, (k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1])
 
 

@@ -52,10 +52,9 @@ def _pairs(kernel_size, stride, padding, dilation, op: str = _OP):
     return k, s, pair(padding, "padding", op), pair(dilation, "dilation", op)
 
 
-def output_hw(input, kernel_size, stride, padding, dilation, ceil_mode, op: str = _OP):
-    """The output (height, width) of pooling ``input``."""
+def output_hw(input, k, s, p, d, ceil_mode):
+    """The output (height, width) of pooling ``input`` with the pairs of :func:`_pairs`."""
     h, w = input.shape[-2:]
-    k, s, p, d = _pairs(kernel_size, stride, padding, dilation, op)
     return (pool_out_size(h, k[0], s[0], p[0], d[0], ceil_mode), pool_out_size(w, k[1], s[1], p[1], d[1], ceil_mode))
 
 
@@ -72,7 +71,7 @@ def _check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, 
     check_geometry(op, kernel_size=k, stride=s, padding=p, dilation=d)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"deepops.{op}: 'padding' {p} must be at most half of 'kernel_size' {k}")
-    oh, ow = output_hw(input, k, s, p, d, ceil_mode, op)
+    oh, ow = output_hw(input, k, s, p, d, ceil_mode)
     if oh < 1 or ow < 1:
         raise ValueError(
             f"deepops.{op}: output size is too small: 'input' of spatial size {tuple(shape[-2:])} with 'kernel_size' "
@@ -83,7 +82,7 @@ def _check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, 
 def _check_max_pool2d_backward(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode):
     op = "max_pool2d_backward"
     _check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, op)
-    want = (*input.shape[:-2], *output_hw(input, kernel_size, stride, padding, dilation, ceil_mode))
+    want = (*input.shape[:-2], *output_hw(input, *_pairs(kernel_size, stride, padding, dilation, op), ceil_mode))
     for name, t in (("grad_output", grad_output), ("indices", indices)):
         check_tensor(t, name, op)
         if tuple(t.shape) != want:
@@ -100,7 +99,7 @@ def _check_max_pool2d_backward(grad_output, input, indices, kernel_size, stride,
 
 
 def _fake_out(input, kernel_size, stride, padding, dilation, ceil_mode, dtype=None):
-    shape = (*input.shape[:-2], *output_hw(input, kernel_size, stride, padding, dilation, ceil_mode))
+    shape = (*input.shape[:-2], *output_hw(input, *_pairs(kernel_size, stride, padding, dilation), ceil_mode))
     return torch.empty(shape, dtype=dtype or input.dtype, device=input.device, memory_format=memory_format(input))
 
 
