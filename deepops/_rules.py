@@ -102,6 +102,23 @@ def pool_out_size(n, k, s, p, d, ceil_mode: bool):
     return o
 
 
+# The same per output plane (height, width), with the pairs (kernel, stride, ...) taken per axis: the forms every
+# op and CPU kernel uses (written out rather than mapped, since they run a few times per call of an op)
+
+
+def conv_out_hw(hw, k, s, p, d) -> tuple:
+    return conv_out_size(hw[0], k[0], s[0], p[0], d[0]), conv_out_size(hw[1], k[1], s[1], p[1], d[1])
+
+
+def conv_transpose_out_hw(hw, k, s, p, output_padding, d) -> tuple:
+    return (conv_transpose_out_size(hw[0], k[0], s[0], p[0], output_padding[0], d[0]),
+            conv_transpose_out_size(hw[1], k[1], s[1], p[1], output_padding[1], d[1]))
+
+
+def pool_out_hw(hw, k, s, p, d, ceil_mode: bool) -> tuple:
+    return pool_out_size(hw[0], k[0], s[0], p[0], d[0], ceil_mode), pool_out_size(hw[1], k[1], s[1], p[1], d[1], ceil_mode)
+
+
 # ----------------------------------------------------------------------------------------------- compute dtype
 
 

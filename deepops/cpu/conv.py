@@ -36,7 +36,7 @@ import numba
 import torch
 from numba import prange
 
-from .._rules import compute_dtype, conv_out_size, conv_transpose_out_size, memory_format
+from .._rules import compute_dtype, conv_out_hw, conv_transpose_out_hw, memory_format
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False, fastmath=False)
 
@@ -226,8 +226,7 @@ def _conv_forward(x, w, stride, padding, dilation, groups):
     """conv2d of x (N, C, H, W) and w (K, Cg, R, S), both contiguous in the compute dtype: (N, K, P, Q) NCHW."""
     N, C, H, W = x.shape
     Kc, Cg, R, S = w.shape
-    P = conv_out_size(H, R, stride[0], padding[0], dilation[0])
-    Q = conv_out_size(W, S, stride[1], padding[1], dilation[1])
+    P, Q = conv_out_hw((H, W), (R, S), stride, padding, dilation)
     G = groups
     out = torch.empty((N, Kc, P, Q), dtype=x.dtype)
     if out.numel() == 0:
@@ -335,10 +334,8 @@ def conv2d_backward_bias(grad_output):
 
 def conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation):
     cdt = compute_dtype(input.dtype)
-    size = [input.shape[0], weight.shape[1] * groups]
-    for i in range(2):
-        size.append(conv_transpose_out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding[i],
-                                            output_padding[i], dilation[i]))
+    hw = conv_transpose_out_hw(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    size = [input.shape[0], weight.shape[1] * groups, *hw]
     out = _conv_backward_input(_cpu_in(input, cdt), _cpu_in(weight, cdt), size, stride, padding, dilation, groups)
     _add_bias(out, None if bias is None else _cpu_in(bias, cdt))
     return _finish(out, input.dtype, memory_format(input, weight))

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from .._rules import compute_dtype, memory_format, pool_out_size
+from .._rules import compute_dtype, memory_format, pool_out_hw
 
 _JIT = dict(parallel=True, cache=True, nogil=True, boundscheck=False)
 _SERIAL = dict(cache=True, nogil=True, boundscheck=False)
@@ -289,9 +289,7 @@ def _geometry(kernel_size, stride, padding, dilation):
 
 def _forward(input, kernel_size, stride, padding, dilation, ceil_mode, with_ind):
     k, s, p, d, args = _geometry(kernel_size, stride, padding, dilation)
-    h, w = input.shape[-2:]
-    oh = pool_out_size(h, k[0], s[0], p[0], d[0], ceil_mode)
-    ow = pool_out_size(w, k[1], s[1], p[1], d[1], ceil_mode)
+    oh, ow = pool_out_hw(input.shape[-2:], k, s, p, d, ceil_mode)
     fmt = memory_format(input)
     x4 = input.detach().unsqueeze(0) if input.dim() == 3 else input.detach()
     n, c = x4.shape[:2]

@@ -48,8 +48,8 @@ from .._rules import (
     check_geometry,
     check_same,
     check_tensor,
-    conv_out_size,
-    conv_transpose_out_size,
+    conv_out_hw,
+    conv_transpose_out_hw,
     memory_format,
     pair,
 )
@@ -103,10 +103,6 @@ def _check_tensors(input, weight, bias, groups, op: str, transposed: bool) -> No
             )
 
 
-def _out_size(H, W, k, stride, padding, dilation):
-    return conv_out_size(H, k[0], stride[0], padding[0], dilation[0]), conv_out_size(W, k[1], stride[1], padding[1], dilation[1])
-
-
 def _check_conv2d(input, weight, bias, stride, padding, dilation, groups, op="conv2d"):
     """Every check of a convolution."""
     _check_tensors(input, weight, bias, groups, op, transposed=False)
@@ -121,14 +117,6 @@ def _check_conv2d(input, weight, bias, stride, padding, dilation, groups, op="co
         )
 
 
-def transposed_size(input_hw, k, stride, padding, output_padding, dilation):
-    """The (Ho, Wo) of a transposed convolution."""
-    return tuple(
-        conv_transpose_out_size(input_hw[i], k[i], stride[i], padding[i], output_padding[i], dilation[i])
-        for i in range(2)
-    )
-
-
 def _check_conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation):
     """Every check of a transposed convolution."""
     op = "conv_transpose2d"
@@ -140,7 +128,7 @@ def _check_conv_transpose2d(input, weight, bias, stride, padding, output_padding
                 f"deepops.{op}: 'output_padding' {tuple(output_padding)} must be non-negative and smaller than "
                 f"max('stride', 'dilation') = ({max(stride[0], dilation[0])}, {max(stride[1], dilation[1])})"
             )
-    Ho, Wo = transposed_size(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    Ho, Wo = conv_transpose_out_hw(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
     # An empty output plane is a result, a negative one an error.  PyTorch 2.13 on the CPU: float32 (oneDNN) returns
     # the empty tensor (and zero gradients), so does every dtype with an empty batch; float64/float16/bfloat16 with
     # a batch take its slow path, which wants >= 1 ("Output size is too small").  deepops has one rule for every
@@ -191,7 +179,7 @@ def _check_conv2d_backward_input(grad_output, weight, input_size, stride, paddin
             f"{list(input_size)}"
         )
     check_geometry(op, stride=stride, padding=padding, dilation=dilation)
-    want = (N, weight.shape[0], *_out_size(H, W, weight.shape[2:], stride, padding, dilation))
+    want = (N, weight.shape[0], *conv_out_hw((H, W), weight.shape[2:], stride, padding, dilation))
     if tuple(grad_output.shape) != want:
         raise ValueError(f"deepops.{op}: 'grad_output' has shape {tuple(grad_output.shape)}, expected {want}")
 
@@ -208,7 +196,7 @@ def _check_conv2d_backward_weight(grad_output, input, weight_size, stride, paddi
             f"{tuple(input.shape)}"
         )
     check_geometry(op, stride=stride, padding=padding, dilation=dilation)
-    want = (input.shape[0], K_, *_out_size(input.shape[2], input.shape[3], (R, S), stride, padding, dilation))
+    want = (input.shape[0], K_, *conv_out_hw(input.shape[2:], (R, S), stride, padding, dilation))
     if tuple(grad_output.shape) != want:
         raise ValueError(f"deepops.{op}: 'grad_output' has shape {tuple(grad_output.shape)}, expected {want}")
 
@@ -236,7 +224,7 @@ def _empty4(shape, like: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torc
 
 
 def _conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
-    P, Q = _out_size(input.shape[2], input.shape[3], weight.shape[2:], stride, padding, dilation)
+    P, Q = conv_out_hw(input.shape[2:], weight.shape[2:], stride, padding, dilation)
     return _empty4((input.shape[0], weight.shape[0], P, Q), input, input, weight)
 
 
@@ -253,7 +241,7 @@ def _conv2d_backward_bias_fake(grad_output):
 
 
 def _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding, groups, dilation):
-    Ho, Wo = transposed_size(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
+    Ho, Wo = conv_transpose_out_hw(input.shape[2:], weight.shape[2:], stride, padding, output_padding, dilation)
     return _empty4((input.shape[0], weight.shape[1] * groups, Ho, Wo), input, input, weight)
 
 
@@ -352,7 +340,7 @@ def _conv_t_bwd(ctx, grad):
     if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
         # with output_padding >= stride (allowed when dilation > stride) the convolution of the output has rows and
         # columns past the input's: they meet no input position (their gradient is cut off, their input is 0)
-        P, Q = _out_size(grad.shape[2], grad.shape[3], weight.shape[2:], *ctx.geom[:3])
+        P, Q = conv_out_hw(grad.shape[2:], weight.shape[2:], *ctx.geom[:3])
     if ctx.needs_input_grad[0]:
         gi = ops.conv2d(grad, weight, None, *ctx.geom)
         if (P, Q) != (H, W):

@@ -38,7 +38,7 @@ import torch
 
 from .. import cpu
 from .._library import define
-from .._rules import batched, check_float, check_geometry, check_tensor, memory_format, pair, pool_out_size
+from .._rules import batched, check_float, check_geometry, check_tensor, memory_format, pair, pool_out_hw
 
 _OP = "max_pool2d"
 
@@ -54,8 +54,7 @@ def _pairs(kernel_size, stride, padding, dilation, op: str = _OP):
 
 def output_hw(input, k, s, p, d, ceil_mode):
     """The output (height, width) of pooling ``input`` with the pairs of :func:`_pairs`."""
-    h, w = input.shape[-2:]
-    return (pool_out_size(h, k[0], s[0], p[0], d[0], ceil_mode), pool_out_size(w, k[1], s[1], p[1], d[1], ceil_mode))
+    return pool_out_hw(input.shape[-2:], k, s, p, d, ceil_mode)
 
 
 def _check_max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, op: str = _OP):
