@@ -2,7 +2,9 @@
 
 * :func:`write_json` -- indented JSON (anything not JSON-able, such as a path or a dtype, written as its ``str``),
   its folder created, written to a temporary file first and then renamed, so a reader never sees half a file;
-* :func:`format_seconds` -- a duration for people: ``0.42 s``, ``12.3 s``, ``5 min 21 s``, ``1 h 02 min``.
+* :func:`format_seconds` -- a duration for people: ``0.42 s``, ``12.3 s``, ``5 min 21 s``, ``1 h 02 min``;
+* :func:`format_time` -- a measured time for tables: ``1.23 s``, ``4.56 ms``, ``7.8 µs``;
+* :func:`replace_section` -- a generated section of a text file (the README's) between its two marker lines.
 """
 
 from __future__ import annotations
@@ -43,3 +45,19 @@ def format_seconds(seconds: float) -> str:
         return f"{m} min {r:02d} s"
     h, r = divmod(int(round(s)) // 60, 60)
     return f"{h} h {r:02d} min"
+
+
+def replace_section(path: str | os.PathLike, start: str, end: str, section: str, check: bool = False) -> bool:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) in place of the file's text from ``start``
+    to ``end``; with ``check`` only compare.  Returns True when the file already held it."""
+    text = Path(path).read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} has no markers for its generated section ({start!r} ... {end!r})")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = head + section + tail
+    if new == text:
+        return True
+    if not check:
+        Path(path).write_text(new)
+    return False

@@ -42,7 +42,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 
-from .._report import write_json
+from .._report import replace_section, write_json
 
 # ----------------------------------------------------------------------------------------------- the GPU model
 # Theoretical occupancy follows the rules of NVIDIA's occupancy calculator (cuda_occupancy.h) for SM 9.0 (H100,
@@ -816,22 +816,10 @@ def readme_section(report: dict, path: str) -> str:
 
 def update_readme(root: str, report_path: str, check: bool = False) -> bool:
     """Rewrite (with check: compare) the README's kernel section from a committed report. True if up to date."""
-    readme = os.path.join(root, "README.md")
-    with open(readme) as f:
-        text = f.read()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no kernel report markers ({README_START!r} ... {README_END!r})")
     with open(os.path.join(root, report_path)) as f:
         report = json.load(f)
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = head + readme_section(report, report_path) + tail
-    if new == text:
-        return True
-    if not check:
-        with open(readme, "w") as f:
-            f.write(new)
-    return False
+    return replace_section(os.path.join(root, "README.md"), README_START, README_END,
+                           readme_section(report, report_path), check)
 
 
 # ----------------------------------------------------------------------------------------------- check
