@@ -7,6 +7,8 @@
 // 2. cvt.rna.tf32.f32: round to nearest, ties away from zero, on hand-picked bit patterns (host body).
 // 3. Shuffles (idx, xor; 32- and 64-bit), __syncthreads_or, popc/ffs/mulhi.
 // 4. cp.async: zero fill past src_bytes, and the data is there after cp_async_wait_all.
+// 4b. ldmatrix.x4 and .x4.trans: four 8 x 8 matrices of distinct 16-bit values, rows scattered in shared memory;
+//     every lane's four registers checked against the PTX ISA's rule written out here.
 // 5. Emulated build only: what the emulator must report (barrier divergence, a warp collective whose lane has
 //    exited, a trap, a deadlock) comes back as cudaErrorLaunchFailure with a message, and a later launch still
 //    works; a deliberately racy kernel (a missing barrier) gives different results under the forward and the
@@ -248,6 +250,42 @@ __global__ void cp_async_kernel(const float* src, float* out, int src_bytes) {
   for (int i = 0; i < 4; ++i) out[4 * t + i] = stage[4 * t + i];
 }
 
+// Matrix j, element (row, col) = j * 64 + row * 8 + col; row (j, row) sits at 32 * (8j + row) + 16 * ((j + row) % 2)
+// bytes (16-byte aligned, not contiguous).  out[lane * 8 + j] (plain), out[lane * 8 + 4 + j] (.trans).
+__global__ void ldmatrix_kernel(uint32_t* out) {
+  DEEPOPS_DYNAMIC_SHARED(unsigned char, smem);
+  const int lane = threadIdx.x;
+  const int j = lane / 8, row = lane % 8;
+  const int off = 32 * (8 * j + row) + 16 * ((j + row) % 2);
+  uint16_t* r = reinterpret_cast<uint16_t*>(smem + off);
+  for (int c = 0; c < 8; ++c) r[c] = static_cast<uint16_t>(j * 64 + row * 8 + c);
+  arch::sync_warp();
+  uint32_t plain[4], trans[4];
+  arch::ldmatrix_x4(plain, smem + off);
+  arch::ldmatrix_x4_trans(trans, smem + off);
+  for (int q = 0; q < 4; ++q) out[lane * 8 + q] = plain[q], out[lane * 8 + 4 + q] = trans[q];
+}
+
+static int check_ldmatrix() {
+  uint32_t* d;
+  CHECK(cudaMalloc(&d, 32 * 8 * 4));
+  CHECK(arch::launch<ldmatrix_kernel>(1, 32, 32 * 32 + 16, nullptr, d));
+  std::vector<uint32_t> o(32 * 8);
+  CHECK(cudaMemcpy(o.data(), d, o.size() * 4, cudaMemcpyDeviceToHost));
+  auto val = [](int j, int row, int col) { return uint32_t(j * 64 + row * 8 + col); };
+  for (int l = 0; l < 32; ++l)
+    for (int j = 0; j < 4; ++j) {
+      const int a = l / 4, b = 2 * (l % 4);
+      const uint32_t plain = val(j, a, b) | (val(j, a, b + 1) << 16);
+      const uint32_t trans = val(j, b, a) | (val(j, b + 1, a) << 16);
+      EXPECT(o[l * 8 + j] == plain, "ldmatrix lane %d matrix %d: %08x, want %08x", l, j, o[l * 8 + j], plain);
+      EXPECT(o[l * 8 + 4 + j] == trans, "ldmatrix.trans lane %d matrix %d: %08x, want %08x", l, j,
+             o[l * 8 + 4 + j], trans);
+    }
+  cudaFree(d);
+  return 0;
+}
+
 static int check_collectives() {
   constexpr int kThreads = 64;
   int *d32, *dany, *ds;
@@ -382,7 +420,8 @@ int main() {
     std::printf("no GPU: skipped\n");
     return failures ? 1 : kSkipped;
   }
-  if (check_mma16<__half>("f16") || check_mma16<__nv_bfloat16>("bf16") || check_mma_tf32() || check_collectives())
+  if (check_mma16<__half>("f16") || check_mma16<__nv_bfloat16>("bf16") || check_mma_tf32() || check_ldmatrix() ||
+      check_collectives())
     return 1;
 #if defined(DEEPOPS_EMULATE)
   if (check_emulator_reports()) return 1;

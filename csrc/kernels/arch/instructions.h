@@ -51,6 +51,16 @@ template <typename T> __host__ __device__ __forceinline__ T ldg(const T* p) {
 #endif
 }
 
+// The same pointer, with its origin hidden from the compiler (a register move it cannot see through): a kernel
+// that keeps per-row pointers in registers uses it so that ptr + offset stays one IMAD.WIDE, instead of the compiler
+// re-deriving base + (row offset + offset) with 64-bit adds on every use.
+template <typename T> __host__ __device__ __forceinline__ T* opaque_ptr(T* p) {
+#if defined(DEEPOPS_DEVICE_BODY)
+  asm("mov.b64 %0, %0;" : "+l"(p));
+#endif
+  return p;
+}
+
 // Bit casts.
 __host__ __device__ __forceinline__ uint32_t float_as_uint(float v) {
 #if defined(DEEPOPS_DEVICE_BODY)
