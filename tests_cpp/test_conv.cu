@@ -192,6 +192,7 @@ static int check_formulation(const Case& cs, ConvLayout l, const Tensors& t, con
     const std::vector<double>& want = mode == conv::kFwd ? ref.y : mode == conv::kDgrad ? ref.dx : ref.dw;
     const std::vector<double>& mag = mode == conv::kFwd ? ref.ymag : mode == conv::kDgrad ? ref.dxmag : ref.dwmag;
     std::vector<double> out(want.size(), std::nan(""));
+    conv::set_k_affine(p);
     std::vector<conv::Entry> ka(p.Kred + 40), kb(p.Kred + 40);
     for (int kk = 0; kk < p.Kred + 40; ++kk)
       conv::build_k(p, kk, ka[kk], kb[kk]);
@@ -263,6 +264,7 @@ static int check_dgrad_phases(const Case& cs, ConvLayout l, const Tensors& t, co
         if (p.M == 0) continue;
         if (crsk) p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
         const std::vector<double>& B = crsk ? w_crsk : t.w;
+        conv::set_k_affine(p);
         std::vector<conv::Entry> ka(p.Kred + 40), kb(p.Kred + 40);
         for (int kk = 0; kk < p.Kred + 40; ++kk) conv::build_k(p, kk, ka[kk], kb[kk]);
         for (int g = 0; g < s.groups; ++g)
@@ -479,7 +481,7 @@ static int run_gpu_case(const Case& cs, ConvLayout l, DType dt, bool tf32, const
   CHECK(upload(bc, encode(dt, t.bias_c)));
   size_t wsb = 0;
   for (ConvPass pass : {ConvPass::kForward, ConvPass::kBackwardInput, ConvPass::kBackwardWeight, ConvPass::kBackwardBias})
-    wsb = std::max(wsb, conv2d_workspace_bytes(pass, dt, s, l));
+    wsb = std::max(wsb, conv2d_workspace_bytes(pass, dt, s, l, tf32));
   if (wsb) CHECK(cudaMalloc(&ws.p, wsb));
   const size_t most = std::max({ref.y.size(), ref.dx.size(), ref.dw.size(), ref.db.size()}) * esize(dt);
   CHECK(cudaMalloc(&out.p, most));
@@ -505,6 +507,15 @@ static int run_gpu_case(const Case& cs, ConvLayout l, DType dt, bool tf32, const
   CHECK(conv2d_backward_input(dt, s, l, y.p, w.p, bc.p, out.p, tf32, ws.p, wsb, nullptr));
   CHECK(fetch(ref.dx.size(), got));
   bad += compare("backward_input+bias", tag, dt, tf32, got, ref.dx, ref.dxmag);
+  // without a workspace the forward and backward-input take the element gather, where the vector path ran above
+  CHECK(cudaMemset(out.p, 0xff, most));
+  CHECK(conv2d_forward(dt, s, l, x.p, w.p, bk.p, out.p, tf32, nullptr, 0, nullptr));
+  CHECK(fetch(ref.y.size(), got));
+  bad += compare("forward+bias (gather)", tag, dt, tf32, got, ref.y, ref.ymag);
+  CHECK(cudaMemset(out.p, 0xff, most));
+  CHECK(conv2d_backward_input(dt, s, l, y.p, w.p, bc.p, out.p, tf32, nullptr, 0, nullptr));
+  CHECK(fetch(ref.dx.size(), got));
+  bad += compare("backward_input+bias (gather)", tag, dt, tf32, got, ref.dx, ref.dxmag);
   CHECK(cudaMemset(out.p, 0xff, most));
   CHECK(conv2d_backward_weight(dt, s, l, y.p, x.p, out.p, tf32, ws.p, wsb, nullptr));
   CHECK(fetch(ref.dw.size(), got));
@@ -569,5 +580,17 @@ int main() {
           ++runs;
         }
   std::printf("device checks: %d of %d configurations failed\n", failures, runs);
+#if defined(DEEPOPS_EMULATE)
+  // both paths of every tensor-core dtype ran: the vector kernel (cp.async, ldmatrix) and the element gather
+  for (const char* want : {"conv_igemm_vec_kernel<__half, false>", "conv_igemm_vec_kernel<__half, true>",
+                           "conv_igemm_vec_kernel<__nv_bfloat16, false>", "conv_igemm_vec_kernel<__nv_bfloat16, true>",
+                           "conv_igemm_vec_kernel<float, false>", "conv_igemm_vec_kernel<float, true>"}) {
+    long long n = 0;
+    for (const auto& kc : emu::kernel_launch_counts())
+      if (kc.first.find(want) != std::string::npos) n += kc.second;
+    std::printf("  %-48s %lld launches\n", want, n);
+    if (n == 0) ++failures;
+  }
+#endif
   return (failures || host_bad) ? 1 : 0;
 }

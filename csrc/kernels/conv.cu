@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 
 #include "arch/launch.h"
 #include "conv.h"
@@ -86,6 +87,8 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t str
   const bool tc = tc16 || (dt == DType::kFloat32 && allow_tf32 && major >= 8);
   int bm, bn, bk;
   conv::igemm_tiles(dt, tc && dt == DType::kFloat32, bm, bn, bk);
+  conv::set_k_affine(p);
+  if (vec && !conv::vec_offsets_fit(p)) vec = false;  // the gather takes the same (transposed) operands
   const int ktiles = (p.Kred + bk - 1) / bk;
   if (p.splits <= 1) p.splits = 1, p.ktiles_per_split = ktiles;
   const int per_launch = std::max(1, 65535 / p.splits);
@@ -99,16 +102,45 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t str
   return cudaSuccess;
 }
 
-// The 16-bit forward NHWC vector path (cp.async of 8 channels): its workspace holds the weight as KRSC.
-bool vec_forward_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
-  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && layout == ConvLayout::kNHWC && !is_depthwise(s) &&
-         (s.C / s.groups) % 8 == 0;
+// The vector kernel (conv_igemm_vec.cuh) needs 16 bytes of the reduction contiguous in both operands: 8 channels of
+// float16 / bfloat16, 4 of float32 as TF32 (0: no vector kernel for this dtype).
+int vec_elems(DType dt, bool allow_tf32) {
+  if (dt == DType::kFloat16 || dt == DType::kBFloat16) return 8;
+  return dt == DType::kFloat32 && allow_tf32 ? 4 : 0;
+}
+size_t elem_bytes(DType dt) { return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : 2; }
+size_t round256(size_t n) { return (n + 255) / 256 * 256; }
+
+// The vector path's workspace: the weight transposed (KRSC for forward, per-group CRSK for backward-input), then,
+// for an NCHW operand A (x for forward, dy for backward-input), A transposed to NHWC.  0 when the path cannot take
+// the shape (the reduction's channel count, C/g or K/g, not a multiple of vec_elems).
+size_t vec_workspace(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout, bool allow_tf32) {
+  const int e = vec_elems(dt, allow_tf32);
+  if (e == 0 || is_depthwise(s)) return 0;
+  const int64_t red_channels = pass == ConvPass::kForward ? s.C / s.groups : s.K / s.groups;
+  if (red_channels % e != 0) return 0;
+  const size_t es = elem_bytes(dt);
+  size_t bytes = round256(size_t(s.K * (s.C / s.groups) * s.R * s.S) * es);
+  if (layout == ConvLayout::kNCHW)
+    bytes += round256(size_t(pass == ConvPass::kForward ? s.N * s.C * s.H * s.W : s.N * s.K * s.P * s.Q) * es);
+  return bytes;
 }
 
-// The 16-bit backward-input NHWC vector path (groups 1): its workspace holds the weight as CRSK.
-bool vec_dgrad_eligible(DType dt, const ConvShape& s, ConvLayout layout) {
-  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && layout == ConvLayout::kNHWC && s.groups == 1 &&
-         !is_depthwise(s) && s.K % 8 == 0;
+// Whether the vector path runs: its workspace given, the device an sm_80+, the NHWC operand 16-byte aligned.
+bool vec_usable(size_t need, void* workspace, size_t workspace_bytes, const void* a, ConvLayout layout) {
+  return need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(workspace) % 16 == 0 &&
+         (layout == ConvLayout::kNCHW || reinterpret_cast<uintptr_t>(a) % 16 == 0) &&
+         arch::compute_capability_major() >= 8;
+}
+
+// Puts the vector path's operand A (x or dy: N x C x H x W in `layout`) in NHWC: itself, or its transposition in
+// the workspace after the weight (at `at`).
+cudaError_t vec_operand(DType dt, const void* a, int64_t N, int64_t C, int64_t H, int64_t W, ConvLayout layout,
+                        void* at, const void*& nhwc, cudaStream_t stream) {
+  nhwc = a;
+  if (layout == ConvLayout::kNHWC) return cudaSuccess;
+  nhwc = at;
+  return conv::transpose_batched(dt, a, at, N, C, H * W, stream);
 }
 
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
@@ -127,7 +159,7 @@ IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
   p.sh = s.stride_h, p.sw = s.stride_w, p.ph = s.pad_h, p.pw = s.pad_w, p.dh = s.dil_h, p.dw = s.dil_w;
   strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
   strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
-  p.wS = 1, p.wR = s.S, p.wC = s.R * s.S, p.wK = p.Cg * s.R * s.S;
+  p.wS = 1, p.wR = s.S, p.wC = s.R * s.S, p.wK = p.Cg * s.R * s.S, p.wG = p.Kg * p.wK;
   p.div_rs = FastDivmod(s.R * s.S);
   p.div_s = FastDivmod(s.S);
   if (mode == kFwd) {
@@ -152,6 +184,36 @@ IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout) {
     p.a_kfast = !p.nhwc, p.b_kfast = !p.nhwc;
   }
   return p;
+}
+
+void set_k_affine(IgemmParams& p) {
+  KAffine f;
+  if (p.mode == kFwd) {  // x at (row.h + r*dil, row.w + s*dil); weight (k, c, r, s)
+    f.hstep = p.dh, f.wstep = p.dw;
+    f.a_c = p.xC, f.a_h = p.xH, f.a_w = p.xW;
+    f.b_c = p.wC, f.b_i = p.wR, f.b_j = p.wS;
+  } else if (p.mode == kDgrad) {  // stride 1: dy at (h + pad - r*dil, ...); weight (k, c, r, s) with k the reduction
+    f.hstep = -p.dh, f.wstep = -p.dw;
+    f.a_c = p.yC, f.a_h = p.yH, f.a_w = p.yW;
+    f.b_c = p.wK, f.b_i = p.wR, f.b_j = p.wS;
+  } else if (p.mode == kDgradPhase) {  // tap (jr, js): r = r0 + jr*rstep, dy row dy_h0 - jr*dy_hstep
+    f.h0 = p.dy_h0, f.hstep = -p.dy_hstep, f.w0 = p.dy_w0, f.wstep = -p.dy_wstep;
+    f.a_c = p.yC, f.a_h = p.yH, f.a_w = p.yW;
+    f.b0 = p.r0 * p.wR + p.s0 * p.wS, f.b_c = p.wK, f.b_i = p.rstep * p.wR, f.b_j = p.sstep * p.wS;
+  }
+  p.ka = f;
+}
+
+bool vec_offsets_fit(const IgemmParams& p) {
+  const KAffine& f = p.ka;
+  const int64_t ch = p.div_ch.d, taps_j = p.div_s.d;
+  const int64_t taps_i = ch * taps_j > 0 ? (p.Kred + ch * taps_j - 1) / (ch * taps_j) : 0;
+  const int64_t i1 = std::max<int64_t>(0, taps_i - 1), j1 = taps_j - 1;
+  auto most = [](int64_t a, int64_t b) { return std::max(std::llabs(a), std::llabs(b)); };
+  const int64_t h = most(f.h0, f.h0 + i1 * f.hstep), w = most(f.w0, f.w0 + j1 * f.wstep);
+  const int64_t a = ch * std::llabs(f.a_c) + h * std::llabs(f.a_h) + w * std::llabs(f.a_w);
+  const int64_t b = std::llabs(f.b0) + ch * std::llabs(f.b_c) + i1 * std::llabs(f.b_i) + j1 * std::llabs(f.b_j);
+  return a < INT_MAX / 2 && b < INT_MAX / 2;
 }
 
 IgemmParams make_dgrad_phase(const ConvShape& s, ConvLayout layout, int a, int b) {
@@ -181,6 +243,9 @@ IgemmParams make_dgrad_phase(const ConvShape& s, ConvLayout layout, int a, int b
   const int64_t sb = taps(b, s.pad_w, s.dil_w, s.stride_w, s.S, p.s0, p.sstep);
   p.M = int(s.N * hi * wi);
   p.Kred = int(p.Kg * ra * sb);
+  // dy row of tap jr: (a + pad - (r0 + jr*rstep)*dil) / stride, exact (rstep*dil is a multiple of the stride).
+  if (ra > 0) p.dy_h0 = (a + s.pad_h - p.r0 * s.dil_h) / s.stride_h, p.dy_hstep = p.rstep * s.dil_h / s.stride_h;
+  if (sb > 0) p.dy_w0 = (b + s.pad_w - p.s0 * s.dil_w) / s.stride_w, p.dy_wstep = p.sstep * s.dil_w / s.stride_w;
   p.div_plane = FastDivmod(hi * wi), p.div_row = FastDivmod(wi);
   p.div_rs = FastDivmod(ra * sb), p.div_s = FastDivmod(sb);
   return p;
@@ -222,14 +287,13 @@ bool conv_supported(const ConvShape& s, const char** why) {
   return true;
 }
 
-size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout) {
+size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout, bool allow_tf32) {
   if (!conv_supported(s)) return 0;
   const size_t acc = conv::acc_bytes(dt);
   switch (pass) {
     case ConvPass::kForward:
-      return vec_forward_eligible(dt, s, layout) ? size_t(s.K * (s.C / s.groups) * s.R * s.S) * 2 : 0;
     case ConvPass::kBackwardInput:
-      return vec_dgrad_eligible(dt, s, layout) ? size_t(s.K * s.C * s.R * s.S) * 2 : 0;
+      return vec_workspace(pass, dt, s, layout, allow_tf32);
     case ConvPass::kBackwardWeight: {
       if (is_depthwise(s)) {
         const int64_t outputs = s.K * s.R * s.S;
@@ -250,18 +314,25 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
                            cudaStream_t stream) {
   if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_forward(dt, conv::make_direct(s, layout), x, w, bias, y, stream);
-  IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
-  p.A = x, p.B = w, p.bias = bias, p.out = y;
-  const size_t need = conv2d_workspace_bytes(ConvPass::kForward, dt, s, layout);
-  // The vector path when its workspace is there and x is 16-byte aligned; the element gather otherwise.
-  if (need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-      reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && arch::compute_capability_major() >= 8) {
-    const cudaError_t err = conv::weight_to_krsc(dt, w, workspace, s.K, s.C / s.groups, s.R, s.S, stream);
+  const size_t need = conv2d_workspace_bytes(ConvPass::kForward, dt, s, layout, allow_tf32);
+  if (vec_usable(need, workspace, workspace_bytes, x, layout)) {
+    // A = x in NHWC, B = the weight as KRSC (reduction order (r, s, c) in both); y written in the caller's layout.
+    char* ws = static_cast<char*>(workspace);
+    const int64_t cg = s.C / s.groups;
+    cudaError_t err = conv::transpose_batched(dt, w, ws, s.K, cg, s.R * s.S, stream);
+    const void* xa = nullptr;
+    if (err == cudaSuccess)
+      err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout, ws + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)),
+                        xa, stream);
     if (err != cudaSuccess) return err;
-    p.B = workspace;
-    p.wK = (s.C / s.groups) * s.R * s.S, p.wR = s.S * (s.C / s.groups), p.wS = s.C / s.groups, p.wC = 1;
+    IgemmParams p = conv::make_igemm(conv::kFwd, s, ConvLayout::kNHWC);
+    strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
+    p.A = xa, p.B = ws, p.bias = bias, p.out = y;
+    p.wK = cg * s.R * s.S, p.wR = s.S * cg, p.wS = cg, p.wC = 1;
     return run_igemm(dt, allow_tf32, p, stream, /*vec=*/true);
   }
+  IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
+  p.A = x, p.B = w, p.bias = bias, p.out = y;
   return run_igemm(dt, allow_tf32, p, stream);
 }
 
@@ -270,23 +341,33 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
                                   size_t workspace_bytes, cudaStream_t stream) {
   if (!conv_supported(s) || !dy || !w || !dx) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_backward_input(dt, conv::make_direct(s, layout), dy, w, bias, dx, stream);
-  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardInput, dt, s, layout);
-  // The vector path (reduction (r, s, k): 8 consecutive k contiguous in dy and in the CRSK weight).
-  const bool vec = need && workspace && workspace_bytes >= need && reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(workspace) % 16 == 0 && arch::compute_capability_major() >= 8;
+  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardInput, dt, s, layout, allow_tf32);
+  // The vector path: A = dy in NHWC, B = the weight as per-group CRSK (reduction order (r, s, k) in both); dx
+  // written in the caller's layout.
+  const bool vec = vec_usable(need, workspace, workspace_bytes, dy, layout);
+  const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
+  const void* dya = dy;
   if (vec) {
-    const cudaError_t err = conv::weight_to_crsk(dt, w, workspace, s.K, s.C, s.R, s.S, stream);
+    char* ws = static_cast<char*>(workspace);
+    cudaError_t err = conv::transpose_batched(dt, w, ws, s.groups, kg, cg * s.R * s.S, stream);
+    if (err == cudaSuccess)
+      err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout, ws + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)),
+                        dya, stream);
     if (err != cudaSuccess) return err;
   }
   auto run = [&](IgemmParams p) {
-    p.A = dy, p.B = w, p.bias = bias, p.out = dx;
-    if (vec) p.B = workspace, p.wK = 1, p.wC = s.R * s.S * s.K, p.wR = s.S * s.K, p.wS = s.K;
+    p.A = dya, p.B = w, p.bias = bias, p.out = dx;
+    if (vec) {
+      strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
+      p.B = workspace, p.wK = 1, p.wS = kg, p.wR = s.S * kg, p.wC = s.R * s.S * kg, p.wG = cg * s.R * s.S * kg;
+    }
     return run_igemm(dt, allow_tf32, p, stream, vec);
   };
-  if (s.stride_h == 1 && s.stride_w == 1) return run(conv::make_igemm(conv::kDgrad, s, layout));
+  const ConvLayout gemm_layout = vec ? ConvLayout::kNHWC : layout;
+  if (s.stride_h == 1 && s.stride_w == 1) return run(conv::make_igemm(conv::kDgrad, s, gemm_layout));
   for (int a = 0; a < s.stride_h; ++a)
     for (int b = 0; b < s.stride_w; ++b) {
-      const IgemmParams p = conv::make_dgrad_phase(s, layout, a, b);
+      const IgemmParams p = conv::make_dgrad_phase(s, gemm_layout, a, b);
       if (p.M == 0) continue;
       const cudaError_t err = run(p);
       if (err != cudaSuccess) return err;
@@ -298,7 +379,7 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
                                    void* dw, bool allow_tf32, void* workspace, size_t workspace_bytes,
                                    cudaStream_t stream) {
   if (!conv_supported(s) || !dy || !x || !dw) return cudaErrorInvalidValue;
-  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardWeight, dt, s, layout);
+  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardWeight, dt, s, layout, allow_tf32);
   if (!check_workspace(need, workspace, workspace_bytes)) return cudaErrorInvalidValue;
   if (is_depthwise(s)) {
     const int splits = conv::direct_reduce_splits(s.N * s.P * s.Q, s.K * s.R * s.S);

@@ -8,7 +8,8 @@
 //   w  (weight)       K x C/groups x R x S, contiguous (KCRS) whatever the layout; dw is written the same way
 //   bias              K elements (forward), or C elements for the forward of conv_transpose2d (bwd_input)
 // kNCHW: element (n, c, h, w) at ((n*C + c)*H + h)*W + w;  kNHWC (channels_last): at ((n*H + h)*W + w)*C + c.
-// Both layouts are native to every kernel (no transposition); offsets are 64-bit, so a tensor may exceed 2^31
+// Both layouts are native to the element-gather kernels; the 16-byte vector path transposes an NCHW input to NHWC
+// in its workspace (as cuDNN does).  Offsets are 64-bit, so a tensor may exceed 2^31
 // elements, but N*P*Q and N*H*W (pixels) must stay below 2^31 (conv_supported() says so).
 //
 // float32 runs on FFMA unless allow_tf32 (then TF32 tensor cores, 10-bit mantissa, as cuDNN with
@@ -45,10 +46,12 @@ struct ConvShape {
 // per-group GEMM sizes below 2^31).  When false, *why (if given) names the reason.
 bool conv_supported(const ConvShape& s, const char** why = nullptr);
 
-// Bytes of workspace the launcher of `pass` needs for this problem: forward / backward-input only for the 16-bit
-// NHWC vector path (the weight transposed), backward-weight for split-K partial sums, backward-bias for its two
-// passes.  A forward / backward-input given less than asked runs the element-gather path instead.
-size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout);
+// Bytes of workspace the launcher of `pass` needs for this problem: forward / backward-input for the 16-byte vector
+// path (float16 / bfloat16, or float32 with allow_tf32, when the reduction's channel count C/g (forward) or K/g
+// (backward-input) is a multiple of 8 (4 for TF32): the weight transposed, plus the NCHW input transposed to NHWC),
+// backward-weight for split-K partial sums, backward-bias for its two passes.  A forward / backward-input given less
+// than asked runs the element-gather path instead.  Pass the same allow_tf32 as to the launcher.
+size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout, bool allow_tf32 = false);
 
 // y = conv2d(x, w) + bias (bias may be nullptr).
 cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, const void* x, const void* w,

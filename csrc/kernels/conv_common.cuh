@@ -62,8 +62,19 @@ enum Mode : int { kFwd = 0, kDgrad = 1, kWgrad = 2, kWgradT = 3, kDgradPhase = 4
 // reduction entries hold coordinates well inside (-2^30, 2^30), so any sum or difference with this stays invalid.
 constexpr int kInvalidCoord = -(1 << 30);
 
-// One side (row or reduction) of an operand element.
-struct Entry {
+// The reduction entry of the window passes as an affine function of kk's split (c, i, j) (split_crs: c the channel
+// of the reduction, (i, j) the tap, or the phase's tap index): window coordinates (h0 + i*hstep, w0 + j*wstep), A
+// offset c*a_c + h*a_h + w*a_w, B offset b0 + c*b_c + i*b_i + j*b_j.  set_k_affine (conv.cu) derives it from the
+// strides and the pass once per launch, so the kernels hold one formula for forward, backward-input and its phases.
+struct KAffine {
+  int h0 = 0, hstep = 0, w0 = 0, wstep = 0;
+  long long a_c = 0, a_h = 0, a_w = 0;
+  long long b0 = 0, b_c = 0, b_i = 0, b_j = 0;
+};
+
+// One side (row or reduction) of an operand element; 16-byte aligned so that a kernel reads one from its shared
+// table with a single 16-byte load.
+struct alignas(16) Entry {
   long long off;
   int h, w;
 };
@@ -79,6 +90,7 @@ struct IgemmParams {
   long long xN = 0, xC = 0, xH = 0, xW = 0;  // element strides of x / dx
   long long yN = 0, yC = 0, yH = 0, yW = 0;  // of y / dy
   long long wK = 0, wC = 0, wR = 0, wS = 0;  // of w / dw
+  long long wG = 0;                          // elements of one group's weight (backward-input's column entries)
   FastDivmod div_plane, div_row;  // pixel index -> (n, a, b): plane = A*B (P*Q or H*W), row = B (Q or W)
   FastDivmod div_ch, div_rs, div_s;  // (c, r, s) index: channel count (Cg or Kg), R*S, S
   int a_lim_h = INT_MAX, a_lim_w = INT_MAX, b_lim_h = INT_MAX, b_lim_w = INT_MAX;  // window limits per operand
@@ -90,6 +102,8 @@ struct IgemmParams {
   void* ws = nullptr;          // split-K partial sums (bwd weight with splits > 1), accumulator type
   long long ws_split_stride = 0;
   int phase_h = 0, phase_w = 0, r0 = 0, rstep = 1, s0 = 0, sstep = 1;  // kDgradPhase (rows (n, i, j): h = phase_h + i*sh)
+  int dy_h0 = 0, dy_hstep = 0, dy_w0 = 0, dy_wstep = 0;  // kDgradPhase: dy row of tap jr is dy_h0 - jr*dy_hstep
+  KAffine ka;  // reduction entries of the window passes (set_k_affine, at launch)
   int splits = 1, ktiles_per_split = 0;
   int group0 = 0, group_count = 1;  // groups handled by this launch (grid.z = group_count * splits)
 };
@@ -98,13 +112,23 @@ struct IgemmParams {
 // kWarpsN: warp layout of the tensor-core tiles; kMinBlocks: the launch-bounds occupancy target (registers <=
 // 65536 / (kThreads * kMinBlocks)).  The "narrow" tensor-core tiles (BN = 64) take GEMMs with <= 64 columns (64
 // output channels: first layers, ResNet's first stage), where the 128-wide tile would waste half its MMAs.
-struct TileSimtF32 { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
+struct TileSimtF32 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
 struct TileSimtF64 { static constexpr int BM = 64, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
 struct TileMma16 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
 struct TileMma16Narrow { static constexpr int BM = 128, BN = 64, BK = 32, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };
 struct TileMmaTf32 { static constexpr int BM = 128, BN = 128, BK = 16, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
 struct TileMmaTf32Narrow { static constexpr int BM = 128, BN = 64, BK = 16, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };
 constexpr int kNarrowMaxCols = 64;  // GEMMs with at most this many columns take the narrow tensor-core tiles
+
+// The vector kernel (conv_igemm_vec.cuh): warps of WM x WN (4, or 2 for the narrow tile), a k-tile of 64 bytes of the reduction per row (four
+// 16-byte chunks: 32 float16/bfloat16 or 16 float32), kStages shared stages.  Its BK in elements equals the
+// element-gather tiles' (TileMma16::BK, TileMmaTf32::BK), so the host's k-tile arithmetic serves both.
+template <bool kNarrow> struct TileVec {
+  static constexpr int BM = 128, BN = kNarrow ? 64 : 128, WM = 64, WN = 64;
+  static constexpr int kWarpsM = BM / WM, kWarpsN = BN / WN, kThreads = 32 * kWarpsM * kWarpsN;
+  static constexpr int kChunks = 4, kRowBytes = 16 * kChunks;  // 16-byte chunks per tile row
+  static constexpr int kStages = 4, kMinBlocks = 2;
+};
 
 // Tile sizes of the kernel that takes (dt, tf32).
 inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
@@ -122,13 +146,19 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 // The implicit-GEMM parameters of pass `mode` (kFwd, kDgrad, kWgrad, kWgradT) for shape s (conv.cu; without
 // pointers, splits or group range, which the launcher fills in).
 IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
+// Sets p.ka from p's pass, strides and phase (the launcher calls it last, after any change of layout or strides).
+void set_k_affine(IgemmParams& p);
+// Whether every reduction-entry offset of p (after set_k_affine) fits in 32 bits, as the vector kernel keeps them.
+bool vec_offsets_fit(const IgemmParams& p);
 // The kDgradPhase parameters of output phase (a, b), 0 <= a < stride_h, 0 <= b < stride_w; M == 0 when the phase
 // has no pixel (H <= a or W <= b).  Kred may be 0 (no tap reaches the phase: its dx is zero, or the bias).
 IgemmParams make_dgrad_phase(const ConvShape& s, ConvLayout layout, int a, int b);
 
 // Launches the implicit GEMM for p over grid (ceil(M/BM), ceil(Ncol/BN), group_count*splits).  narrow: the
-// BN = 64 tensor-core tiles; vec: the 16-bit NHWC cp.async path (forward: p.B a KRSC weight, C/g % 8 == 0;
-// backward-input, groups 1: p.B a CRSK weight, K % 8 == 0; the A tensor 16-byte aligned).
+// BN = 64 tensor-core tiles; vec: the 16-byte vector kernel (conv_igemm_vec.cuh; splits 1; 16 bytes of the
+// reduction contiguous in both operands: NHWC A (p.nhwc), forward with a KRSC weight and C/g % (16 / element
+// size) == 0, backward-input with a per-group CRSK weight and K/g % (16 / element size) == 0; A and B 16-byte
+// aligned).
 // conv_igemm_tc.cu takes float16 / bfloat16 / TF32, conv_igemm_simt.cu float32 / float64.
 cudaError_t launch_igemm_tc(DType dt, bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream);
 cudaError_t launch_igemm_simt(DType dt, const IgemmParams& p, cudaStream_t stream);
@@ -153,12 +183,11 @@ cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const voi
                                       void* ws, int splits, cudaStream_t stream);
 cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void* db, void* ws, int splits,
                           cudaStream_t stream);
-// out (K x R x S x Cg, 16-bit dt) = w (K x Cg x R x S): the weight layout of the vector forward path.
-cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,
-                           cudaStream_t stream);
-// out (C x R x S x K, 16-bit dt) = w (K x C x R x S, groups == 1): the weight of the backward-input vector path.
-cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_t C, int64_t R, int64_t S,
-                           cudaStream_t stream);
+// out[b][j][i] = in[b][i][j] for a dense in of shape batch x I x J (float16, bfloat16, float32): NCHW -> NHWC (I = C, J = H*W)
+// and the weight layouts of the vector path (KCRS -> KRSC: batch K, I = C/g, J = R*S; per-group CRSK: batch
+// groups, I = K/g, J = C/g*R*S).  32 x 32 tiles through shared memory, both sides coalesced.
+cudaError_t transpose_batched(DType dt, const void* in, void* out, int64_t batch, int64_t I, int64_t J,
+                              cudaStream_t stream);
 // out[i] = sum over s < splits, in order, of ws[s * n + i] (accumulator type of dt), cast to dt.
 cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream);
 

@@ -13,7 +13,7 @@
 //   conv_transpose2d.
 // * backward-weight: one block per (weight element, split of the N*P*Q pixels), fixed-order tree reduction in
 //   shared memory, partial sums to the workspace, then reduce_splits adds the splits in order.  Deterministic.
-// Weight KCRS -> KRSC / CRSK (for the 16-bit NHWC forward / backward-input vector paths of the implicit GEMM).
+// Batched transposition (NCHW -> NHWC, and the weight layouts of the vector implicit GEMM's operands).
 // Bias gradient: the same two passes over the channels (a block per channel in NCHW, where a channel's pixels are
 // contiguous; a block per 32 channels x 8 pixel lanes in NHWC, where channels are contiguous).
 #include <algorithm>
@@ -35,7 +35,7 @@ constexpr int kReduceThreads = 256;   // per-block reductions (weight and bias g
 constexpr int64_t kSplitTargetBlocks = 1024;  // aim of direct_reduce_splits (shape-only, device independent)
 constexpr int64_t kMinPixelsPerSplit = 2048;
 constexpr int kMaxSplits = 256;
-constexpr int64_t kMaxGridStrideBlocks = 4096;  // grid cap of the grid-stride kernels (reduce, weight transposes)
+constexpr int64_t kMaxGridStrideBlocks = 4096;  // grid cap of the grid-stride kernels (reduce; x4 for transposes)
 
 template <typename T> struct AccOf { using type = float; };
 template <> struct AccOf<double> { using type = double; };
@@ -155,19 +155,27 @@ __global__ void __launch_bounds__(kDirectThreads) reduce_splits_kernel(const typ
   }
 }
 
+// out[b][j][i] = in[b][i][j]: a grid-stride loop over 32 x 32 tiles (tile t = (b, ti, tj), tj fastest), read along
+// J and written along I through a padded shared tile (conflict-free both ways).
+constexpr int kTransTile = 32, kTransThreads = 256;
 template <typename T>
-__global__ void __launch_bounds__(kDirectThreads) weight_krsc_kernel(const T* __restrict__ w, T* __restrict__ out,
-                                                                     long long n, long long Cg, long long R,
-                                                                     long long S) {
-  for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
-       i += static_cast<long long>(gridDim.x) * kDirectThreads) {
-    long long t = i;
-    const long long c = t % Cg;
-    t /= Cg;
-    const long long s = t % S;
-    t /= S;
-    const long long r = t % R, k = t / R;
-    out[i] = w[((k * Cg + c) * R + r) * S + s];
+__global__ void __launch_bounds__(kTransThreads) transpose_kernel(const T* __restrict__ in, T* __restrict__ out,
+                                                                  long long I, long long J, long long tiles_i,
+                                                                  long long tiles_j, long long tiles) {
+  __shared__ T tile[kTransTile][kTransTile + 1];
+  const int tx = threadIdx.x % kTransTile, ty = threadIdx.x / kTransTile;
+  constexpr int kRowsPerPass = kTransThreads / kTransTile;
+  for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const long long b = t / (tiles_i * tiles_j), rem = t % (tiles_i * tiles_j);
+    const long long i0 = rem / tiles_j * kTransTile, j0 = rem % tiles_j * kTransTile;
+    const T* src = in + b * I * J;
+    T* dst = out + b * I * J;
+    for (int r = ty; r < kTransTile; r += kRowsPerPass)
+      if (i0 + r < I && j0 + tx < J) tile[r][tx] = src[(i0 + r) * J + j0 + tx];
+    arch::sync_threads();
+    for (int r = ty; r < kTransTile; r += kRowsPerPass)
+      if (j0 + r < J && i0 + tx < I) dst[(j0 + r) * I + i0 + tx] = tile[tx][r];
+    arch::sync_threads();
   }
 }
 
@@ -251,50 +259,23 @@ cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void*
   });
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kDirectThreads) weight_crsk_kernel(const T* __restrict__ w, T* __restrict__ out,
-                                                                     long long n, long long K, long long C,
-                                                                     long long R, long long S) {
-  for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
-       i += static_cast<long long>(gridDim.x) * kDirectThreads) {
-    long long t = i;
-    const long long k = t % K;
-    t /= K;
-    const long long s = t % S;
-    t /= S;
-    const long long r = t % R, c = t / R;
-    out[i] = w[((k * C + c) * R + r) * S + s];
+cudaError_t transpose_batched(DType dt, const void* in, void* out, int64_t batch, int64_t I, int64_t J,
+                              cudaStream_t stream) {
+  if (batch <= 0 || I <= 0 || J <= 0) return cudaSuccess;
+  const int64_t ti = (I + kTransTile - 1) / kTransTile, tj = (J + kTransTile - 1) / kTransTile;
+  const int64_t tiles = batch * ti * tj;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(tiles, kMaxGridStrideBlocks * 4));
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    return arch::launch<transpose_kernel<T>>(blocks, kTransThreads, 0, stream, static_cast<const T*>(in),
+                                             static_cast<T*>(out), I, J, ti, tj, tiles);
+  };
+  switch (dt) {  // the dtypes of the vector path (float64 has none)
+    case DType::kFloat16: return run(__half{});
+    case DType::kBFloat16: return run(__nv_bfloat16{});
+    case DType::kFloat32: return run(float{});
+    default: return cudaErrorInvalidValue;
   }
-}
-
-cudaError_t weight_to_crsk(DType dt, const void* w, void* out, int64_t K, int64_t C, int64_t R, int64_t S,
-                           cudaStream_t stream) {
-  const int64_t n = K * C * R * S;
-  if (n <= 0) return cudaSuccess;
-  const unsigned blocks = arch::grid_1d(n, kDirectThreads, 1, 0, kMaxGridStrideBlocks);
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    return arch::launch<weight_crsk_kernel<T>>(blocks, kDirectThreads, 0, stream, static_cast<const T*>(w),
-                                               static_cast<T*>(out), n, K, C, R, S);
-  };
-  if (dt == DType::kFloat16) return run(__half{});
-  if (dt == DType::kBFloat16) return run(__nv_bfloat16{});
-  return cudaErrorInvalidValue;
-}
-
-cudaError_t weight_to_krsc(DType dt, const void* w, void* out, int64_t K, int64_t Cg, int64_t R, int64_t S,
-                           cudaStream_t stream) {
-  const int64_t n = K * Cg * R * S;
-  if (n <= 0) return cudaSuccess;
-  const unsigned blocks = arch::grid_1d(n, kDirectThreads, 1, 0, kMaxGridStrideBlocks);
-  auto run = [&](auto tag) {
-    using T = decltype(tag);
-    return arch::launch<weight_krsc_kernel<T>>(blocks, kDirectThreads, 0, stream, static_cast<const T*>(w),
-                                               static_cast<T*>(out), n, Cg, R, S);
-  };
-  if (dt == DType::kFloat16) return run(__half{});
-  if (dt == DType::kBFloat16) return run(__nv_bfloat16{});
-  return cudaErrorInvalidValue;
 }
 
 }  // namespace conv

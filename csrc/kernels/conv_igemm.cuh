@@ -10,17 +10,18 @@
 //   next k-tile (BM*BK/256 elements of A, BN*BK/256 of B, zero where the padding or the tile edge is) from global
 //   memory into registers, then stores them into stage s^1; one __syncthreads per k-tile.  Neighbouring threads
 //   take neighbouring reduction indices or neighbouring rows, whichever is contiguous in memory for the operand
-//   and layout (IgemmParams::a_kfast / b_kfast), so the gather is coalesced in NCHW and NHWC.  (cp.async needs
-//   16-byte aligned contiguous chunks and would skip the zero fill of the padding; with the per-element gather
-//   that both layouts, any channel count and the padding need, register staging does the same overlap.)
+//   and layout (IgemmParams::a_kfast / b_kfast), so the gather is coalesced in NCHW and NHWC.  This is the
+//   fallback for what the 16-byte path of conv_igemm_vec.cuh cannot take (channel counts not a multiple of 8 / 4,
+//   FFMA and DFMA, and, for now, the weight gradient).
 // * tensor cores (16-bit, TF32): shared tiles are K-contiguous rows, A[BM][BK+pad], B[BN][BK+pad], the pad
 //   making the fragment loads conflict-free; 8 warps as 2 (M) x 4 (N), each warp a 64 x 32 tile of
 //   mma.sync.m16n8k16 (f16 / bf16 in, f32 accumulate) or m16n8k8 (tf32, operands rounded with cvt.rna.tf32.f32
 //   when stored to shared memory); the narrow variant (BN = 64, for GEMMs of <= 64 columns) uses 4 x 2 warps of
 //   32 x 32;
-// * FFMA / DFMA: shared tiles are row-contiguous per k, A[BK][BM+1], B[BK][BN+1]; 16 x 16 threads, each a
-//   (BM/16) x (BN/16) micro-tile strided by 16 (conflict-free reads); the thread index that runs along the
-//   output's contiguous dimension is chosen at run time so that the stores coalesce;
+// * FFMA / DFMA: shared tiles are row-contiguous per k, A[BK][BM + 16 bytes], B[BK][BN + 16 bytes]; 16 x 16
+//   threads, each a (BM/16) x (BN/16) micro-tile (8 x 8 floats, 4 x 4 doubles) made of 16-byte runs, so a thread
+//   reads its operands of one reduction index with four 16-byte shared loads; the thread index that runs along
+//   the output's contiguous dimension is chosen at run time so that the stores coalesce;
 // * epilogue: each thread writes its accumulators straight to the output (64-bit offsets from the row and column
 //   entries), adding the bias, or, for a split backward-weight, to its split's slice of the workspace.
 #pragma once
@@ -66,9 +67,11 @@ template <typename T, int Op, bool kNarrow> struct IgemmSmem {
   static constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK;
   static constexpr bool kSimt = Op == kOpSimt;
   static constexpr int kPad = Op == kOpMma16 ? 8 : 4;  // K-row pad of the tensor-core tiles (elements)
-  // Leading dimensions: SIMT tiles are [BK][rows + 1], tensor-core tiles [rows][BK + pad].
-  static constexpr int LDA = kSimt ? BM + 1 : BK + kPad;
-  static constexpr int LDB = kSimt ? BN + 1 : BK + kPad;
+  // Leading dimensions: SIMT tiles are [BK][rows + 16 bytes] (rows 16-byte aligned for the vector loads; the pad
+  // leaves the k-fast stores of the gather 2-way conflicted at most), tensor-core tiles [rows][BK + pad].
+  static constexpr int kSimtPad = 16 / int(sizeof(Smem));
+  static constexpr int LDA = kSimt ? BM + kSimtPad : BK + kPad;
+  static constexpr int LDB = kSimt ? BN + kSimtPad : BK + kPad;
   static constexpr int kStageA = kSimt ? BK * LDA : BM * LDA;
   static constexpr int kStageB = kSimt ? BK * LDB : BN * LDB;
   static constexpr size_t kTableBytes = (BM + BN) * sizeof(Entry) + 2 * BK * 2 * sizeof(Entry) + (BM + BN) * 8;
@@ -144,7 +147,7 @@ __host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, 
     e.off = (long long)(g * p.Kg + j) * p.wK, e.h = 0, e.w = 0;
     out = (long long)(g * p.Kg + j) * p.yC;
   } else if (p.mode == kDgrad || p.mode == kDgradPhase) {
-    e.off = (long long)(g * p.Kg) * p.wK + j * p.wC, e.h = 0, e.w = 0;
+    e.off = g * p.wG + j * p.wC, e.h = 0, e.w = 0;
     out = (long long)(g * p.Cg + j) * p.xC;
   } else if (p.mode == kWgrad) {
     int c, r, s;
@@ -158,41 +161,43 @@ __host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, 
   }
 }
 
-// Entries of reduction index kk for A and B.
+// The window passes' reduction entry of split (c, i, j) (KAffine); Off = long long, or int where the launcher
+// checked that every offset fits (the vector kernel).
+template <typename Off>
+__host__ __device__ __forceinline__ void window_k(const KAffine& f, int c, int i, int j, int& h, int& w, Off& a_off,
+                                                  Off& b_off) {
+  h = f.h0 + i * f.hstep, w = f.w0 + j * f.wstep;
+  a_off = c * static_cast<Off>(f.a_c) + h * static_cast<Off>(f.a_h) + w * static_cast<Off>(f.a_w);
+  b_off = static_cast<Off>(f.b0) + c * static_cast<Off>(f.b_c) + i * static_cast<Off>(f.b_i) + j * static_cast<Off>(f.b_j);
+}
+
+// Entries of reduction index kk for A and B.  The window passes (forward, backward-input and its phases) split kk
+// into (c, i, j) (split_crs) and take the affine form of IgemmParams::ka (set_k_affine); backward-weight splits it
+// into a pixel (n, p, q).
 __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, Entry& b) {
   if (kk >= p.Kred) {
     a.off = 0, a.h = kInvalidCoord, a.w = kInvalidCoord;
     b.off = 0, b.h = kInvalidCoord, b.w = kInvalidCoord;
     return;
   }
-  if (p.mode == kFwd) {
-    int c, r, s;
-    split_crs(p, kk, c, r, s);
-    a.h = r * p.dh, a.w = s * p.dw;
-    a.off = c * p.xC + a.h * p.xH + a.w * p.xW;
-    b.off = c * p.wC + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
-  } else if (p.mode == kDgradPhase) {
-    // tap (jr, js) of the phase: r = r0 + jr*rstep; dy pixel p = i + (phase_h + pad - r*dil) / stride (exact).
-    int k, jr, js;
-    split_crs(p, kk, k, jr, js);
-    const int r = p.r0 + jr * p.rstep, s = p.s0 + js * p.sstep;
-    a.h = (p.phase_h + p.ph - r * p.dh) / p.sh, a.w = (p.phase_w + p.pw - s * p.dw) / p.sw;
-    a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
-    b.off = k * p.wK + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
-  } else if (p.mode == kDgrad) {
-    int k, r, s;
-    split_crs(p, kk, k, r, s);
-    a.h = -r * p.dh, a.w = -s * p.dw;  // stride 1: dy pixel h + pad - r*dil
-    a.off = k * p.yC + a.h * p.yH + a.w * p.yW;
-    b.off = k * p.wK + r * p.wR + s * p.wS, b.h = 0, b.w = 0;
-  } else {
-    int n, pp, q;
-    split_pixel(p, kk, n, pp, q);
-    Entry& ey = p.mode == kWgrad ? a : b;  // the dy side
-    Entry& ex = p.mode == kWgrad ? b : a;  // the x side
-    ey.off = n * p.yN + pp * p.yH + q * p.yW, ey.h = 0, ey.w = 0;
-    ex.h = pp * p.sh - p.ph, ex.w = q * p.sw - p.pw;
-    ex.off = n * p.xN + ex.h * p.xH + ex.w * p.xW;
+  if (p.mode != kWgrad && p.mode != kWgradT) {
+    int c, i, j;
+    split_crs(p, kk, c, i, j);
+    window_k(p.ka, c, i, j, a.h, a.w, a.off, b.off);
+    b.h = 0, b.w = 0;
+    return;
+  }
+  int n, pp, q;
+  split_pixel(p, kk, n, pp, q);
+  const long long dy_off = n * p.yN + pp * p.yH + q * p.yW;
+  const int xh = pp * p.sh - p.ph, xw = q * p.sw - p.pw;
+  const long long x_off = n * p.xN + xh * p.xH + xw * p.xW;
+  if (p.mode == kWgrad) {  // A = dy, B = x
+    a.off = dy_off, a.h = 0, a.w = 0;
+    b.off = x_off, b.h = xh, b.w = xw;
+  } else {  // kWgradT: A = x, B = dy
+    a.off = x_off, a.h = xh, a.w = xw;
+    b.off = dy_off, b.h = 0, b.w = 0;
   }
 }
 
@@ -224,16 +229,8 @@ __host__ __device__ __forceinline__ T gather_window(const T* __restrict__ base, 
 }
 
 // ------------------------------------------------------------------------------------------------ the kernel
-// The vector kernels keep no register stage, so even the wide tile fits 2 blocks per SM (<= 128 registers).
-constexpr int kVecMinBlocks = 2;
-
-// kVec: the 16-bit NHWC path where 8 consecutive reduction indices are 8 contiguous channels of one (r, s) in
-// both operands (forward: C/g % 8 == 0 and a KRSC weight; backward-input with stride 1 and groups 1: K % 8 == 0
-// and a CRSK weight): each thread moves 16-byte vectors with cp.async (zero-filled in the padding) straight into
-// shared memory, no register staging.
-template <typename T, int Op, bool kNarrow, bool kVec>
-__global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
-                                  kVec ? kVecMinBlocks : IgemmCfg<T, Op, kNarrow>::kMinBlocks)
+template <typename T, int Op, bool kNarrow>
+__global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T, Op, kNarrow>::kMinBlocks)
     conv_igemm_kernel(const IgemmParams p) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   using L = IgemmSmem<T, Op, kNarrow>;
@@ -244,10 +241,6 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
   static_assert(kThreads % BK == 0 && kThreads % BM == 0 && kThreads % BN == 0 && BM * BK % kThreads == 0 &&
                     BN * BK % kThreads == 0,
                 "load mapping");
-  static_assert(!kVec || (Op == kOpMma16 && sizeof(T) == 2), "vector path: 16-bit only");
-  static_assert(!kVec || (L::kTableBytes % 16 == 0 && (L::LDA * sizeof(typename Cfg::Smem)) % 16 == 0 &&
-                            (L::kStageA * sizeof(typename Cfg::Smem)) % 16 == 0),
-                "16-byte alignment of the cp.async destinations");
 
   DEEPOPS_DYNAMIC_SHARED(unsigned char, smem_raw);
   Entry* row_a = reinterpret_cast<Entry*>(smem_raw);       // [BM]
@@ -312,31 +305,6 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
     }
   };
 
-  // Vector path: issue the cp.async copies of a k-tile (tables of ktab stage kstage) into shared stage `stage`.
-  constexpr int kVecElems = 8, kVecPerRow = BK / kVecElems;
-  auto issue_tile = [&](int kstage, int stage) {
-    const Entry* kt = ktab + kstage * 2 * BK;
-    Smem* da = sa + stage * L::kStageA;
-    Smem* db = sb + stage * L::kStageB;
-#pragma unroll
-    for (int i = 0; i < BM * kVecPerRow / kThreads; ++i) {
-      const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
-      const Entry r = row_a[row], k = kt[2 * kk];
-      const int h = r.h + k.h, w = r.w + k.w;
-      const bool ok = static_cast<unsigned>(h) < static_cast<unsigned>(p.a_lim_h) &&
-                      static_cast<unsigned>(w) < static_cast<unsigned>(p.a_lim_w);
-      arch::cp_async16(da + L::a_index(row, kk), ok ? A + r.off + k.off : A, ok ? 16 : 0);
-    }
-#pragma unroll
-    for (int i = 0; i < BN * kVecPerRow / kThreads; ++i) {
-      const int v = tid + i * kThreads, row = v / kVecPerRow, kk = (v % kVecPerRow) * kVecElems;
-      const Entry c = col_b[row], k = kt[2 * kk + 1];
-      const bool ok = c.h + k.h == 0 && c.w + k.w == 0;  // weight: plain operand, entries past the edge invalid
-      arch::cp_async16(db + L::b_index(row, kk), ok ? B + c.off + k.off : B, ok ? 16 : 0);
-    }
-    arch::cp_async_commit();
-  };
-
   // Accumulators and the compute step of one shared stage.
   const int bias_base = p.mode == kFwd ? g * p.Kg : g * p.Cg;
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
@@ -353,10 +321,18 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
   };
 
   if constexpr (Op == kOpSimt) {
-    constexpr int TM = BM / 16, TN = BN / 16;
+    // 16 x 16 threads, each TM x TN outputs in two runs of TM/2 rows and two of TN/2 columns, half a tile apart:
+    // rows (BM/2) * u + (TM/2) * rx + e.  A run is 16 bytes (4 floats, 2 doubles): per reduction index a thread
+    // reads its operands with four 16-byte shared loads (TM*TN FMAs: 64 for float32, 16 for float64), and the 16
+    // threads of a row read 16 consecutive runs.
+    constexpr int TM = BM / 16, TN = BN / 16, HM = TM / 2, HN = TN / 2;
+    static_assert(HM * sizeof(Smem) == 16 && HN * sizeof(Smem) == 16, "16-byte runs");
+    struct alignas(16) Run { Smem v[16 / sizeof(Smem)]; };
     // Rows contiguous in the output (NCHW forward / backward-input): tx runs along rows, else along columns.
     const bool rows_fast = !p.nhwc && p.mode != kWgrad;  // (kWgradT: rows (c, r, s) contiguous in dw)
     const int rx = rows_fast ? tid % 16 : tid / 16, cx = rows_fast ? tid / 16 : tid % 16;
+    auto row_of = [&](int i) { return (i / HM) * (BM / 2) + HM * rx + i % HM; };
+    auto col_of = [&](int j) { return (j / HN) * (BN / 2) + HN * cx + j % HN; };
     Acc acc[TM][TN];
 #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -367,15 +343,17 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
       const Smem* tb = sb + stage * L::kStageB;
 #pragma unroll
       for (int kk = 0; kk < BK; ++kk) {
-        Acc av[TM], bv[TN];
+        Run av[2], bv[2];
 #pragma unroll
-        for (int i = 0; i < TM; ++i) av[i] = ta[kk * L::LDA + rx + 16 * i];
-#pragma unroll
-        for (int j = 0; j < TN; ++j) bv[j] = tb[kk * L::LDB + cx + 16 * j];
+        for (int u = 0; u < 2; ++u) {
+          av[u] = *reinterpret_cast<const Run*>(ta + kk * L::LDA + u * (BM / 2) + HM * rx);
+          bv[u] = *reinterpret_cast<const Run*>(tb + kk * L::LDB + u * (BN / 2) + HN * cx);
+        }
 #pragma unroll
         for (int i = 0; i < TM; ++i)
 #pragma unroll
-          for (int j = 0; j < TN; ++j) acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+          for (int j = 0; j < TN; ++j)
+            acc[i][j] = fma(Acc(av[i / HM].v[i % HM]), Acc(bv[j / HN].v[j % HN]), acc[i][j]);
       }
     };
     if (kt_begin < kt_end) {
@@ -400,7 +378,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
 #pragma unroll
     for (int i = 0; i < TM; ++i)
 #pragma unroll
-      for (int j = 0; j < TN; ++j) store_out(rx + 16 * i, cx + 16 * j, acc[i][j]);
+      for (int j = 0; j < TN; ++j) store_out(row_of(i), col_of(j), acc[i][j]);
   } else {
     constexpr int kWarpsM = Cfg::kWarpsM, kWarpsN = Cfg::kWarpsN;
     static_assert(kWarpsM * kWarpsN * 32 == kThreads, "warp layout");
@@ -462,25 +440,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
           }
       }
     };
-    if constexpr (kVec) {
-      if (kt_begin < kt_end) {
-        issue_tile(0, 0);
-        if (kt_begin + 1 < kt_end && tid < BK)
-          build_k(p, (kt_begin + 1) * BK + tid, ktab[2 * BK + 2 * tid], ktab[2 * BK + 2 * tid + 1]);
-        arch::cp_async_wait_all();
-        arch::sync_threads();
-        for (int kt = kt_begin; kt < kt_end; ++kt) {
-          const int cur = (kt - kt_begin) & 1;
-          const bool more = kt + 1 < kt_end;
-          if (more) issue_tile(cur ^ 1, cur ^ 1);  // lands while this stage is computed
-          compute(cur);
-          if (more && kt + 2 < kt_end && tid < BK)
-            build_k(p, (kt + 2) * BK + tid, ktab[cur * 2 * BK + 2 * tid], ktab[cur * 2 * BK + 2 * tid + 1]);
-          arch::cp_async_wait_all();
-          arch::sync_threads();
-        }
-      }
-    } else if (kt_begin < kt_end) {
+    if (kt_begin < kt_end) {
       load_tile(0);
       store_tile(0);
       if (kt_begin + 1 < kt_end && tid < BK)
@@ -513,11 +473,11 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads,
 }
 
 // Launch of one instantiation over p's grid.
-template <typename T, int Op, bool kNarrow, bool kVec = false>
+template <typename T, int Op, bool kNarrow>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
-  constexpr auto kernel = conv_igemm_kernel<T, Op, kNarrow, kVec>;
+  constexpr auto kernel = conv_igemm_kernel<T, Op, kNarrow>;
   cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);  // once per device, not per launch
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;

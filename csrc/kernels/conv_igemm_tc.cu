@@ -2,9 +2,10 @@
 // mma.sync.m16n8k16 (float32 accumulation), and float32 as TF32 with mma.sync.m16n8k8 (taken only when the caller
 // allows TF32).  Tiles in conv_common.cuh: TileMma16 / TileMmaTf32 (128 x 128, BK 32 / 16, 8 warps of 64 x 32) and
 // the narrow TileMma16Narrow / TileMmaTf32Narrow (128 x 64, 8 warps of 32 x 32) for GEMMs of <= 64 columns.
-// Ten kernels: three compute kinds x {wide, narrow} element-gather kernels, plus the 16-bit NHWC vector path
-// (cp.async) x {wide, narrow} for float16 and bfloat16.
+// Twelve kernels: three compute kinds x {wide, narrow}, each as the element-gather kernel (conv_igemm.cuh) and as
+// the 16-byte vector kernel (conv_igemm_vec.cuh: cp.async, ldmatrix, 4 stages).
 #include "conv_igemm.cuh"
+#include "conv_igemm_vec.cuh"
 
 namespace deepops {
 namespace conv {
@@ -12,11 +13,7 @@ namespace conv {
 namespace {
 template <typename T, int Op>
 cudaError_t pick(bool narrow, bool vec, const IgemmParams& p, cudaStream_t stream) {
-  if constexpr (Op == kOpMma16) {
-    if (vec)
-      return narrow ? launch_igemm_cfg<T, Op, true, true>(p, stream) : launch_igemm_cfg<T, Op, false, true>(p, stream);
-  }
-  if (vec) return cudaErrorInvalidValue;
+  if (vec) return narrow ? launch_igemm_vec<T, true>(p, stream) : launch_igemm_vec<T, false>(p, stream);
   return narrow ? launch_igemm_cfg<T, Op, true>(p, stream) : launch_igemm_cfg<T, Op, false>(p, stream);
 }
 }  // namespace

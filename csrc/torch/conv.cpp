@@ -108,8 +108,10 @@ void check_supported(const ConvShape& s, const char* op) {
                     why);
 }
 
+bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
+
 at::Tensor workspace(ConvPass pass, const ConvShape& s, ConvLayout l, DType dt, const at::Tensor& like) {
-  const size_t bytes = deepops::conv2d_workspace_bytes(pass, dt, s, l);
+  const size_t bytes = deepops::conv2d_workspace_bytes(pass, dt, s, l, allow_tf32());
   if (bytes == 0) return at::Tensor();
   return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
 }
@@ -117,7 +119,6 @@ at::Tensor workspace(ConvPass pass, const ConvShape& s, ConvLayout l, DType dt, 
 void* ws_ptr(at::Tensor& ws) { return ws.defined() ? ws.mutable_data_ptr() : nullptr; }
 size_t ws_size(const at::Tensor& ws) { return ws.defined() ? static_cast<size_t>(ws.numel()) : 0; }
 
-bool allow_tf32() { return at::globalContext().allowTF32CuDNN(); }
 
 void check_bias(const std::optional<at::Tensor>& bias, const at::Tensor& input, int64_t channels, const char* op) {
   if (!bias.has_value() || !bias->defined()) return;
