@@ -86,6 +86,12 @@ DYNAMIC_SMEM = {
         "header": "kernels/conv_igemm.cuh",
         "launcher_source": ("csrc/kernels/conv_igemm.cuh", "IgemmSmem<T, Op, kNarrow>::kBytes"),
     },
+    "deepops::conv::conv_igemm_vec_kernel": {
+        "expr": "deepops::conv::VecSmem<{0}, {1}>::kBytes",
+        "launcher": "launch_igemm_vec (csrc/kernels/conv_igemm_vec.cuh)",
+        "header": "kernels/conv_igemm_vec.cuh",
+        "launcher_source": ("csrc/kernels/conv_igemm_vec.cuh", "VecSmem<T, kNarrow>::kBytes"),
+    },
     "deepops::nms_small_kernel": {
         "expr": None,
         "launcher": "small_smem_bytes<T>(n, batched) (csrc/kernels/nms.cu)",
@@ -464,15 +470,18 @@ def _short_arg(a: str) -> str:
 
 def short_name(demangled: str, max_args: int = 4) -> str:
     """A readable kernel name: the template without namespaces, its first arguments abbreviated; the implicit-GEMM
-    convolution as 'conv_igemm <dtype> <fma|mma|tf32> <wide|narrow> [cp.async]'."""
+    convolution as 'conv_igemm <dtype> <fma|mma|tf32> <wide|narrow>' (the element gather) and 'conv_igemm <dtype>
+    <mma|tf32> <wide|narrow> cp.async' (the 16-byte vector kernel)."""
     name, args = kernel_template(demangled)
     base = name.rsplit("::", 1)[-1]
-    if base == "conv_igemm_kernel" and len(args) == 4:
-        t, op, narrow, vec = args
+    if base == "conv_igemm_kernel" and len(args) == 3:
+        t, op, narrow = args
         parts = [_TYPES.get(t, t), _CONV_OPS.get(op, op), "narrow" if narrow == "true" else "wide"]
-        if vec == "true":
-            parts.append("cp.async")
         return "conv_igemm " + " ".join(parts)
+    if base == "conv_igemm_vec_kernel" and len(args) == 2:
+        t, narrow = args
+        parts = [_TYPES.get(t, t), "tf32" if t == "float" else "mma", "narrow" if narrow == "true" else "wide"]
+        return "conv_igemm " + " ".join(parts) + " cp.async"
     if not args:
         return base
     shown = [_short_arg(a) for a in args]
