@@ -581,10 +581,14 @@ int main() {
         }
   std::printf("device checks: %d of %d configurations failed\n", failures, runs);
 #if defined(DEEPOPS_EMULATE)
-  // both paths of every tensor-core dtype ran: the vector kernel (cp.async, ldmatrix) and the element gather
-  for (const char* want : {"conv_igemm_vec_kernel<__half, false>", "conv_igemm_vec_kernel<__half, true>",
-                           "conv_igemm_vec_kernel<__nv_bfloat16, false>", "conv_igemm_vec_kernel<__nv_bfloat16, true>",
-                           "conv_igemm_vec_kernel<float, false>", "conv_igemm_vec_kernel<float, true>"}) {
+  // both paths of every tensor-core dtype ran: the vector kernels (cp.async, ldmatrix; backward-weight with
+  // ldmatrix.trans, 16-bit) and the element gather
+  for (const char* want :
+       {"conv_igemm_vec_kernel<__half, false, false>", "conv_igemm_vec_kernel<__half, true, false>",
+        "conv_igemm_vec_kernel<__nv_bfloat16, false, false>", "conv_igemm_vec_kernel<__nv_bfloat16, true, false>",
+        "conv_igemm_vec_kernel<float, false, false>", "conv_igemm_vec_kernel<float, true, false>",
+        "conv_igemm_vec_kernel<__half, false, true>", "conv_igemm_vec_kernel<__half, true, true>",
+        "conv_igemm_vec_kernel<__nv_bfloat16, false, true>", "conv_igemm_vec_kernel<__nv_bfloat16, true, true>"}) {
     long long n = 0;
     for (const auto& kc : emu::kernel_launch_counts())
       if (kc.first.find(want) != std::string::npos) n += kc.second;

@@ -88,7 +88,8 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t str
   int bm, bn, bk;
   conv::igemm_tiles(dt, tc && dt == DType::kFloat32, bm, bn, bk);
   conv::set_k_affine(p);
-  if (vec && !conv::vec_offsets_fit(p)) vec = false;  // the gather takes the same (transposed) operands
+  const bool window = p.mode != conv::kWgrad && p.mode != conv::kWgradT;
+  if (vec && window && !conv::vec_offsets_fit(p)) vec = false;  // the gather takes the same (transposed) operands
   const int ktiles = (p.Kred + bk - 1) / bk;
   if (p.splits <= 1) p.splits = 1, p.ktiles_per_split = ktiles;
   const int per_launch = std::max(1, 65535 / p.splits);
@@ -117,6 +118,7 @@ size_t round256(size_t n) { return (n + 255) / 256 * 256; }
 size_t vec_workspace(ConvPass pass, DType dt, const ConvShape& s, ConvLayout layout, bool allow_tf32) {
   const int e = vec_elems(dt, allow_tf32);
   if (e == 0 || is_depthwise(s)) return 0;
+  if (pass == ConvPass::kBackwardWeight) return 0;  // vec_wgrad_eligible / vec_wgrad_bytes
   const int64_t red_channels = pass == ConvPass::kForward ? s.C / s.groups : s.K / s.groups;
   if (red_channels % e != 0) return 0;
   const size_t es = elem_bytes(dt);
@@ -124,6 +126,17 @@ size_t vec_workspace(ConvPass pass, DType dt, const ConvShape& s, ConvLayout lay
   if (layout == ConvLayout::kNCHW)
     bytes += round256(size_t(pass == ConvPass::kForward ? s.N * s.C * s.H * s.W : s.N * s.K * s.P * s.Q) * es);
   return bytes;
+}
+
+// Backward-weight's vector path: 16-bit only (ldmatrix.trans), 8 channels contiguous along both GEMM sides (K/g
+// and C/g multiples of 8).  Its workspace: NCHW dy and x transposed to NHWC, after the split-K partial sums.
+bool vec_wgrad_eligible(DType dt, const ConvShape& s) {
+  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && !is_depthwise(s) && (s.K / s.groups) % 8 == 0 &&
+         (s.C / s.groups) % 8 == 0;
+}
+size_t vec_wgrad_bytes(DType dt, const ConvShape& s, ConvLayout layout) {
+  if (!vec_wgrad_eligible(dt, s) || layout == ConvLayout::kNHWC) return 0;
+  return round256(size_t(s.N * s.K * s.P * s.Q) * elem_bytes(dt)) + round256(size_t(s.N * s.C * s.H * s.W) * elem_bytes(dt));
 }
 
 // Whether the vector path runs: its workspace given, the device an sm_80+, the NHWC operand 16-byte aligned.
@@ -141,6 +154,12 @@ cudaError_t vec_operand(DType dt, const void* a, int64_t N, int64_t C, int64_t H
   if (layout == ConvLayout::kNHWC) return cudaSuccess;
   nhwc = at;
   return conv::transpose_batched(dt, a, at, N, C, H * W, stream);
+}
+
+// Bytes of backward-weight's split-K partial sums (0 without splits), at the start of its workspace.
+size_t wgrad_split_bytes(DType dt, const ConvShape& s, const WgradPlan& plan) {
+  if (plan.splits <= 1) return 0;
+  return round256(size_t(plan.splits) * size_t(s.K * (s.C / s.groups) * s.R * s.S) * conv::acc_bytes(dt));
 }
 
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
@@ -300,8 +319,7 @@ size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvL
         return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, outputs)) * outputs * acc;
       }
       const WgradPlan plan = wgrad_plan(s);
-      if (plan.splits <= 1) return 0;
-      return size_t(plan.splits) * size_t(s.K * (s.C / s.groups) * s.R * s.S) * acc;
+      return wgrad_split_bytes(dt, s, plan) + vec_wgrad_bytes(dt, s, layout);
     }
     case ConvPass::kBackwardBias:
       return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, s.K)) * size_t(s.K) * acc;
@@ -386,9 +404,24 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
     return conv::depthwise_backward_weight(dt, conv::make_direct(s, layout), dy, x, dw, workspace, splits, stream);
   }
   const bool transposed = s.K / s.groups <= conv::kNarrowMaxCols;
-  IgemmParams p = conv::make_igemm(transposed ? conv::kWgradT : conv::kWgrad, s, layout);
-  p.A = transposed ? x : dy, p.B = transposed ? dy : x, p.out = dw;
   const WgradPlan plan = wgrad_plan(s);
+  // The vector path (16-bit; dy and x in NHWC, the NCHW ones transposed after the partial sums).
+  const size_t split_bytes = wgrad_split_bytes(dt, s, plan);
+  const bool vec = vec_wgrad_eligible(dt, s) && arch::compute_capability_major() >= 8 &&
+                   (layout == ConvLayout::kNCHW || (reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
+                                                    reinterpret_cast<uintptr_t>(x) % 16 == 0));
+  const void* dya = dy;
+  const void* xa = x;
+  if (vec && layout == ConvLayout::kNCHW) {
+    char* at = static_cast<char*>(workspace) + split_bytes;
+    cudaError_t err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout, at, dya, stream);
+    if (err == cudaSuccess)
+      err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout, at + round256(size_t(s.N * s.K * s.P * s.Q) * elem_bytes(dt)),
+                        xa, stream);
+    if (err != cudaSuccess) return err;
+  }
+  IgemmParams p = conv::make_igemm(transposed ? conv::kWgradT : conv::kWgrad, s, vec ? ConvLayout::kNHWC : layout);
+  p.A = transposed ? xa : dya, p.B = transposed ? dya : xa, p.out = dw;
   int bm, bn, bk;
   conv::igemm_tiles(dt, dt == DType::kFloat32 && allow_tf32 && arch::compute_capability_major() >= 8, bm, bn, bk);
   if (plan.splits > 1) {
@@ -397,7 +430,7 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
     p.ws = workspace;
     p.ws_split_stride = s.K * (s.C / s.groups) * s.R * s.S;
   }
-  cudaError_t err = run_igemm(dt, allow_tf32, p, stream);
+  cudaError_t err = run_igemm(dt, allow_tf32, p, stream, vec);
   if (err != cudaSuccess || plan.splits <= 1) return err;
   return conv::reduce_splits(dt, workspace, plan.splits, p.ws_split_stride, dw, stream);
 }

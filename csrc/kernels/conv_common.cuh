@@ -79,6 +79,9 @@ struct alignas(16) Entry {
   int h, w;
 };
 
+// The entry of a row, column or reduction index past the GEMM's edge: every element it takes part in is zero.
+__host__ __device__ constexpr Entry invalid_entry() { return Entry{0, kInvalidCoord, kInvalidCoord}; }
+
 // Everything an implicit-GEMM launch needs; built on the host by conv.cu (see the table above).
 struct IgemmParams {
   int mode = kFwd;

@@ -102,7 +102,7 @@ __host__ __device__ __forceinline__ void split_pixel(const IgemmParams& p, int i
 // Entry of GEMM row m (A side) and the offset of output row m.
 __host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, int m, Entry& e, long long& out) {
   if (m >= p.M) {
-    e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
+    e = invalid_entry(), out = 0;
     return;
   }
   if (p.mode == kFwd) {
@@ -140,7 +140,7 @@ __host__ __device__ __forceinline__ void build_row(const IgemmParams& p, int g, 
 // Entry of GEMM column j (B side) and the offset of output column j.
 __host__ __device__ __forceinline__ void build_col(const IgemmParams& p, int g, int j, Entry& e, long long& out) {
   if (j >= p.Ncol) {
-    e.off = 0, e.h = kInvalidCoord, e.w = kInvalidCoord, out = 0;
+    e = invalid_entry(), out = 0;
     return;
   }
   if (p.mode == kFwd) {
@@ -171,13 +171,14 @@ __host__ __device__ __forceinline__ void window_k(const KAffine& f, int c, int i
   b_off = static_cast<Off>(f.b0) + c * static_cast<Off>(f.b_c) + i * static_cast<Off>(f.b_i) + j * static_cast<Off>(f.b_j);
 }
 
+__host__ __device__ __forceinline__ void build_k_pixel(const IgemmParams& p, int kk, Entry& a, Entry& b);
+
 // Entries of reduction index kk for A and B.  The window passes (forward, backward-input and its phases) split kk
 // into (c, i, j) (split_crs) and take the affine form of IgemmParams::ka (set_k_affine); backward-weight splits it
 // into a pixel (n, p, q).
 __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, Entry& a, Entry& b) {
   if (kk >= p.Kred) {
-    a.off = 0, a.h = kInvalidCoord, a.w = kInvalidCoord;
-    b.off = 0, b.h = kInvalidCoord, b.w = kInvalidCoord;
+    a = b = invalid_entry();
     return;
   }
   if (p.mode != kWgrad && p.mode != kWgradT) {
@@ -187,6 +188,12 @@ __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, E
     b.h = 0, b.w = 0;
     return;
   }
+  build_k_pixel(p, kk, a, b);
+}
+
+// build_k of the backward-weight modes (kWgrad, kWgradT), kk < Kred: pixel (n, p, q) of dy and its window origin
+// in x.
+__host__ __device__ __forceinline__ void build_k_pixel(const IgemmParams& p, int kk, Entry& a, Entry& b) {
   int n, pp, q;
   split_pixel(p, kk, n, pp, q);
   const long long dy_off = n * p.yN + pp * p.yH + q * p.yW;

@@ -43,94 +43,160 @@ namespace conv {
 // Byte offset of 16-byte chunk c (0..3) of row r in a 64-byte-row tile.
 __host__ __device__ constexpr int vec_swizzle(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
 
-template <typename T, bool kNarrow> struct VecSmem {
+template <typename T, bool kNarrow, bool kWgrad> struct VecSmem {
   using Tile = TileVec<kNarrow>;
-  static constexpr size_t kTableBytes = (Tile::BM + Tile::BN) * sizeof(long long);  // output offsets
+  static constexpr int BK = Tile::kChunks * 16 / int(sizeof(T));
+  // output offsets; backward-weight also the pixel entries (A side, B side) of two k-tiles
+  static constexpr size_t kTableBytes =
+      (Tile::BM + Tile::BN) * sizeof(long long) + (kWgrad ? 2 * BK * 2 * sizeof(Entry) : 0);
   static constexpr size_t kStageBytes = size_t(Tile::BM + Tile::BN) * Tile::kRowBytes;
   static constexpr size_t kBytes = kTableBytes + Tile::kStages * kStageBytes;
 };
 
-template <typename T, bool kNarrow>
+// kWgrad = false: forward and backward-input (K-major tiles, ldmatrix).  kWgrad = true: backward-weight (kWgrad and
+// kWgradT modes), where the reduction runs over pixels and 8 consecutive GEMM rows (channels, or (c, r, s) with c
+// fastest) are the contiguous 16 bytes: a stage holds A[BK][BM] and B[BK][BN] with one row per pixel, each row's
+// chunk index XORed with the pixel's low 3 bits, and the fragments come with ldmatrix.trans (16-bit only: .trans
+// moves 16-bit elements).  The pixel entries of a k-tile are built once by BK threads into a two-slot table, one
+// k-tile ahead of their use, under the loop's one barrier; the row entries stay in registers.  Split-K as for the
+// element gather (grid.z = groups x splits, partial tiles to the workspace).
+template <typename T, bool kNarrow, bool kWgrad>
 __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::kMinBlocks)
     conv_igemm_vec_kernel(const IgemmParams p) {
   using Tile = TileVec<kNarrow>;
-  using L = VecSmem<T, kNarrow>;
+  using L = VecSmem<T, kNarrow, kWgrad>;
   constexpr bool kTf32 = std::is_same<T, float>::value;
   static_assert(kTf32 || sizeof(T) == 2, "16-bit or TF32");
+  static_assert(!(kWgrad && kTf32), "backward-weight: ldmatrix.trans moves 16-bit elements only");
   constexpr int BM = Tile::BM, BN = Tile::BN, WM = Tile::WM, WN = Tile::WN, kThreads = Tile::kThreads;
   constexpr int kStages = Tile::kStages, kChunks = Tile::kChunks;
-  constexpr int E = 16 / sizeof(T);         // elements per chunk
-  constexpr int BK = kChunks * E;           // elements of the reduction per k-tile
-  constexpr int kRowsPerPass = kThreads / kChunks;
-  constexpr int RA = BM / kRowsPerPass, RB = BN / kRowsPerPass;  // rows per thread
+  constexpr int E = 16 / sizeof(T);  // elements per chunk
+  constexpr int BK = L::BK;          // elements of the reduction per k-tile
   constexpr int MI = WM / 16, NI = WN / 8;
+  // K-major: thread t copies chunk t % 4 of rows t / 4 + kRowsPerPass * i.
+  constexpr int kRowsPerPass = kThreads / kChunks;
+  // M-major: a pixel row of A holds CA chunks, of B CB; thread t copies chunk t % CA of pixel rows t / CA + PA * i.
+  constexpr int CA = BM / E, CB = BN / E, PA = kThreads / CA, PB = kThreads / CB;
+  constexpr int RA = kWgrad ? BK / PA : BM / kRowsPerPass, RB = kWgrad ? BK / PB : BN / kRowsPerPass;
   static_assert(BK == (kTf32 ? TileMmaTf32::BK : TileMma16::BK), "the host's k-tiles (igemm_tiles)");
-  static_assert(NI % 2 == 0 && L::kTableBytes % 16 == 0 && L::kStageBytes % 16 == 0 && kRowsPerPass % 8 == 0,
+  static_assert(NI % 2 == 0 && L::kTableBytes % 16 == 0 && L::kStageBytes % 16 == 0 && kRowsPerPass % 8 == 0 &&
+                    (!kWgrad || (BK % PA == 0 && BK % PB == 0 && BK <= kThreads)),
                 "layout");
 
   DEEPOPS_DYNAMIC_SHARED(unsigned char, smem);
   long long* row_out = reinterpret_cast<long long*>(smem);  // [BM]
   long long* col_out = row_out + BM;                        // [BN]
+  Entry* ptab = reinterpret_cast<Entry*>(col_out + BN);     // backward-weight: [2][BK][A, B]
   unsigned char* stages = smem + L::kTableBytes;
 
   const int tid = threadIdx.x;
-  const int g = p.group0 + blockIdx.z;
+  const int split = blockIdx.z % p.splits;
+  const int g = p.group0 + blockIdx.z / p.splits;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int ktiles = (p.Kred + BK - 1) / BK;
+  const int kt_begin = split * p.ktiles_per_split;
+  const int kt_end = min(ktiles, kt_begin + p.ktiles_per_split);
   const T* __restrict__ A = static_cast<const T*>(p.A);
   const T* __restrict__ B = static_cast<const T*>(p.B);
 
-  // This thread's rows (registers): A row pointer and window origin; B row pointer and validity (bit i of b_ok).
-  // The output offsets of all rows and columns go to shared memory for the epilogue.
-  const int chunk = tid % kChunks, row0 = tid / kChunks;
-  const T* a_ptr[RA];
-  int a_h[RA], a_w[RA];
-  const T* b_ptr[RB];
-  unsigned b_ok = 0;
+  // This thread's rows (registers): pointer and window origin per A row and B row.  K-major: the rows of its
+  // chunks; M-major: the first of the 8 rows of its chunk (one A and one B chunk column for all its pixels).  The
+  // output offsets of all rows and columns go to shared memory for the epilogue.
+  constexpr int NA = kWgrad ? 1 : RA, NB = kWgrad ? 1 : RB;
+  const T* a_ptr[NA];
+  const T* b_ptr[NB];
+  int a_h[NA], a_w[NA], b_h[NB], b_w[NB];
+  unsigned b_ok = 0;  // K-major: bit i = B row i inside the GEMM (the weight has no window)
+  const int chunk = tid % kChunks, row0 = tid / kChunks;  // K-major
+  const int ca = tid % CA, cb = tid % CB;                  // M-major: chunk columns
 #pragma unroll
-  for (int i = 0; i < RA; ++i) {
+  for (int i = 0; i < NA; ++i) {
     Entry e;
     long long out;
-    build_row(p, g, m0 + row0 + i * kRowsPerPass, e, out);
+    build_row(p, g, m0 + (kWgrad ? ca * E : row0 + i * kRowsPerPass), e, out);
     a_ptr[i] = arch::opaque_ptr(A + e.off), a_h[i] = e.h, a_w[i] = e.w;
-    if (chunk == 0) row_out[row0 + i * kRowsPerPass] = out;
   }
 #pragma unroll
-  for (int i = 0; i < RB; ++i) {
+  for (int i = 0; i < NB; ++i) {
     Entry e;
     long long out;
-    build_col(p, g, n0 + row0 + i * kRowsPerPass, e, out);
-    b_ptr[i] = arch::opaque_ptr(B + e.off);
+    build_col(p, g, n0 + (kWgrad ? cb * E : row0 + i * kRowsPerPass), e, out);
+    b_ptr[i] = arch::opaque_ptr(B + e.off), b_h[i] = e.h, b_w[i] = e.w;
     b_ok |= (e.h == 0 ? 1u : 0u) << i;  // build_col marks columns past the GEMM with kInvalidCoord
-    if (chunk == 0) col_out[row0 + i * kRowsPerPass] = out;
   }
+  for (int r = tid; r < BM; r += kThreads) {
+    Entry e;
+    build_row(p, g, m0 + r, e, row_out[r]);
+  }
+  for (int c = tid; c < BN; c += kThreads) {
+    Entry e;
+    build_col(p, g, n0 + c, e, col_out[c]);
+  }
+  const unsigned a_lim_h = p.a_lim_h, a_lim_w = p.a_lim_w, b_lim_h = p.b_lim_h, b_lim_w = p.b_lim_w;
+  // (bitwise &, not &&: a short circuit makes ptxas predicate the tests and reload the limits per row)
+  auto inside = [](int h, int w, unsigned lim_h, unsigned lim_w) {
+    return (static_cast<unsigned>(h) < lim_h) & (static_cast<unsigned>(w) < lim_w);
+  };
 
-  // The copies of k-tile kt into shared stage `stage` (one commit group, empty past the end).  The reduction index
-  // of this thread's chunk is split as (r, s, c) with c fastest (NHWC) and its entry is 32-bit (the launcher checked
-  // vec_offsets_fit); past Kred the chunk is zero-filled.  A zero-filled cp.async reads nothing, so its source
-  // pointer need not be valid.
-  auto issue = [&](int kt, int stage) {
-    if (kt < ktiles) {
-      const int kk = kt * BK + chunk * E;
-      int c, rs, i, j, kh, kw, ka, kb;
-      p.div_ch.divmod(kk, rs, c);
-      p.div_s.divmod(rs, i, j);
-      window_k(p.ka, c, i, j, kh, kw, ka, kb);
-      const bool k_ok = kk < p.Kred;
-      // rows row0 + r * kRowsPerPass keep the swizzle of row0 (kRowsPerPass is a multiple of 8)
-      unsigned char* dst = stages + stage * L::kStageBytes + vec_swizzle(row0, chunk);
-      constexpr int kPassBytes = kRowsPerPass * Tile::kRowBytes;
-#pragma unroll
-      for (int r = 0; r < RA; ++r) {
-        const int h = a_h[r] + kh, w = a_w[r] + kw;
-        const bool ok = k_ok && static_cast<unsigned>(h) < static_cast<unsigned>(p.a_lim_h) &&
-                        static_cast<unsigned>(w) < static_cast<unsigned>(p.a_lim_w);
-        arch::cp_async16(dst + r * kPassBytes, a_ptr[r] + ka, ok ? 16 : 0);
+  // backward-weight: the pixel entries of k-tile kt into table slot kt & 1.
+  auto build_table = [&](int kt) {
+    if constexpr (kWgrad) {
+      if (tid < BK && kt < kt_end) {
+        Entry* t = ptab + ((kt - kt_begin) & 1) * 2 * BK + 2 * tid;
+        const int kk = kt * BK + tid;
+        if (kk < p.Kred) {
+          build_k_pixel(p, kk, t[0], t[1]);
+        } else {
+          t[0] = t[1] = invalid_entry();
+        }
       }
+    }
+  };
+
+  // The copies of k-tile kt into shared stage `stage` (one commit group, empty past the end).  A zero-filled
+  // cp.async reads nothing, so its source pointer need not be valid.
+  auto issue = [&](int kt, int stage_off) {
+    if (kt < kt_end) {
+      unsigned char* st = stages + stage_off;
+      if constexpr (kWgrad) {
+        // pixel rows t / CA + PA * i of A and t / CB + PB * i of B, entries from the table
+        const Entry* t = ptab + ((kt - kt_begin) & 1) * 2 * BK;
 #pragma unroll
-      for (int r = 0; r < RB; ++r) {
-        const bool ok = k_ok && ((b_ok >> r) & 1u);
-        arch::cp_async16(dst + BM * Tile::kRowBytes + r * kPassBytes, b_ptr[r] + kb, ok ? 16 : 0);
+        for (int i = 0; i < RA; ++i) {
+          const int k = tid / CA + PA * i;
+          const Entry e = t[2 * k];
+          const bool ok = inside(a_h[0] + e.h, a_w[0] + e.w, a_lim_h, a_lim_w);
+          arch::cp_async16(st + k * (BM * 2) + ((ca ^ (k & 7)) << 4), a_ptr[0] + e.off, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int i = 0; i < RB; ++i) {
+          const int k = tid / CB + PB * i;
+          const Entry e = t[2 * k + 1];
+          const bool ok = inside(b_h[0] + e.h, b_w[0] + e.w, b_lim_h, b_lim_w);
+          arch::cp_async16(st + BK * BM * 2 + k * (BN * 2) + ((cb ^ (k & 7)) << 4), b_ptr[0] + e.off, ok ? 16 : 0);
+        }
+      } else {
+        // The reduction index of this thread's chunk is split as (r, s, c) with c fastest (NHWC); its entry is
+        // 32-bit (the launcher checked vec_offsets_fit); past Kred the chunk is zero-filled.
+        const int kk = kt * BK + chunk * E;
+        int c, rs, i, j, kh, kw, ka, kb;
+        p.div_ch.divmod(kk, rs, c);
+        p.div_s.divmod(rs, i, j);
+        window_k(p.ka, c, i, j, kh, kw, ka, kb);
+        const bool k_ok = kk < p.Kred;
+        // rows row0 + r * kRowsPerPass keep the swizzle of row0 (kRowsPerPass is a multiple of 8)
+        unsigned char* dst = st + vec_swizzle(row0, chunk);
+        constexpr int kPassBytes = kRowsPerPass * Tile::kRowBytes;
+#pragma unroll
+        for (int r = 0; r < RA; ++r) {
+          const bool ok = k_ok & inside(a_h[r] + kh, a_w[r] + kw, a_lim_h, a_lim_w);
+          arch::cp_async16(dst + r * kPassBytes, a_ptr[r] + ka, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int r = 0; r < RB; ++r) {  // the weight: no window; columns past the GEMM carry kInvalidCoord
+          const bool ok = k_ok & ((b_ok >> r) & 1u);
+          arch::cp_async16(dst + BM * Tile::kRowBytes + r * kPassBytes, b_ptr[r] + kb, ok ? 16 : 0);
+        }
       }
     }
     arch::cp_async_commit();
@@ -138,14 +204,29 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
 
   const int warp = tid / 32, lane = tid % 32;
   const int wm = warp % Tile::kWarpsM, wn = warp / Tile::kWarpsM;
-  // ldmatrix row addresses of this lane (byte offsets in a stage) for k-step ks: A matrices (rows 0-7 | 8-15) x
-  // (chunk 0 | 1) of the step; B matrices (columns 0-7, chunk 0 | 1), (columns 8-15, chunk 0 | 1).  Rows advance by
-  // 16 per fragment, which leaves the swizzle bits unchanged, so one offset per k-step serves every fragment.
-  int a_off[2], b_off[2];
+  // ldmatrix row addresses of this lane (byte offsets in a stage).
+  // K-major, per k-step ks: A matrices (rows 0-7 | 8-15) x (chunk 0 | 1) of the step; B matrices (columns 0-7,
+  // chunk 0 | 1), (columns 8-15, chunk 0 | 1).  Rows advance by 16 per fragment, which leaves the swizzle bits
+  // unchanged, so one offset per k-step serves every fragment (+ an immediate).
+  // M-major (.trans), per fragment i: A matrices (pixels 0-7 | 8-15 of the step) x (rows 0-7 | 8-15); B
+  // (columns 0-7 | 8-15) x (pixels 0-7 | 8-15).  The swizzle depends on the pixel's low 3 bits (lane % 8), the
+  // chunk on the fragment, so one offset per fragment serves both k-steps (+ 16 pixel rows: an immediate).
+  constexpr int kOffA = kWgrad ? MI : 2, kOffB = kWgrad ? NI / 2 : 2;
+  int a_off[kOffA], b_off[kOffB];
+  if constexpr (kWgrad) {
+    const int pix = (lane / 16) * 8 + lane % 8;  // A: matrices 2, 3 are pixels 8-15
 #pragma unroll
-  for (int ks = 0; ks < 2; ++ks) {
-    a_off[ks] = vec_swizzle(wm * WM + lane % 16, 2 * ks + lane / 16);
-    b_off[ks] = BM * Tile::kRowBytes + vec_swizzle(wn * WN + (lane / 16) * 8 + lane % 8, 2 * ks + (lane / 8) % 2);
+    for (int i = 0; i < MI; ++i) a_off[i] = pix * (BM * 2) + ((((wm * WM + i * 16) / 8 + (lane / 8) % 2) ^ (lane % 8)) << 4);
+    const int pixb = ((lane / 8) % 2) * 8 + lane % 8;  // B: matrices 1, 3 are pixels 8-15
+#pragma unroll
+    for (int j = 0; j < NI / 2; ++j)
+      b_off[j] = BK * BM * 2 + pixb * (BN * 2) + ((((wn * WN + j * 16) / 8 + lane / 16) ^ (lane % 8)) << 4);
+  } else {
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+      a_off[ks] = vec_swizzle(wm * WM + lane % 16, 2 * ks + lane / 16);
+      b_off[ks] = BM * Tile::kRowBytes + vec_swizzle(wn * WN + (lane / 16) * 8 + lane % 8, 2 * ks + (lane / 8) % 2);
+    }
   }
 
   float acc[MI][NI][4];
@@ -156,19 +237,21 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
 #pragma unroll
       for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.f;
 
-  auto compute = [&](int stage) {
-    const unsigned char* s = stages + stage * L::kStageBytes;
+  auto compute = [&](int stage_off) {
+    const unsigned char* s = stages + stage_off;
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {  // two MMA k-steps of 32 bytes per k-tile
       uint32_t af[MI][4], bf[NI][2];
-      const unsigned char* sa = s + a_off[ks];  // then + 16 rows per fragment: an immediate offset
-      const unsigned char* sb = s + b_off[ks];
 #pragma unroll
-      for (int i = 0; i < MI; ++i) arch::ldmatrix_x4(af[i], sa + i * 16 * Tile::kRowBytes);
+      for (int i = 0; i < MI; ++i) {
+        if constexpr (kWgrad) arch::ldmatrix_x4_trans(af[i], s + a_off[i] + ks * 16 * (BM * 2));
+        else arch::ldmatrix_x4(af[i], s + a_off[ks] + i * 16 * Tile::kRowBytes);
+      }
 #pragma unroll
       for (int j = 0; j < NI / 2; ++j) {
         uint32_t r[4];
-        arch::ldmatrix_x4(r, sb + j * 16 * Tile::kRowBytes);
+        if constexpr (kWgrad) arch::ldmatrix_x4_trans(r, s + b_off[j] + ks * 16 * (BN * 2));
+        else arch::ldmatrix_x4(r, s + b_off[ks] + j * 16 * Tile::kRowBytes);
         bf[2 * j][0] = r[0], bf[2 * j][1] = r[1], bf[2 * j + 1][0] = r[2], bf[2 * j + 1][1] = r[3];
       }
 #pragma unroll
@@ -182,21 +265,38 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   };
 
   // Pipeline: kStages - 1 k-tiles in flight before the loop; each iteration waits for the oldest, then refills the
-  // stage computed in the previous iteration (free once every thread passed this iteration's barrier).
+  // stage computed in the previous iteration (free once every thread passed this iteration's barrier).  Backward-
+  // weight: the table of k-tile kt + kStages - 1 is built in the iteration before (before this barrier), into the
+  // slot that the copies of k-tile kt + kStages - 3 read before the previous barrier.
+  build_table(kt_begin);
+  if constexpr (kWgrad) arch::sync_threads();
 #pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) issue(st, st);
-  for (int kt = 0; kt < ktiles; ++kt) {
+  for (int st = 0; st < kStages - 1; ++st) {
+    issue(kt_begin + st, st * int(L::kStageBytes));
+    if constexpr (kWgrad) {
+      build_table(kt_begin + st + 1);
+      arch::sync_threads();
+    }
+  }
+  // byte offsets of the stage to compute and of the stage to refill, advanced by one stage per k-tile (kept as
+  // running offsets: from the k-tile index the compiler re-derives every fragment address per iteration)
+  constexpr int kRing = kStages * int(L::kStageBytes);
+  int read_off = 0, write_off = (kStages - 1) * int(L::kStageBytes);
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
     arch::cp_async_wait<kStages - 2>();
     arch::sync_threads();
-    issue(kt + kStages - 1, (kt + kStages - 1) % kStages);
-    compute(kt % kStages);
+    issue(kt + kStages - 1, write_off);
+    build_table(kt + kStages);
+    compute(read_off);
+    read_off = read_off + int(L::kStageBytes) == kRing ? 0 : read_off + int(L::kStageBytes);
+    write_off = write_off + int(L::kStageBytes) == kRing ? 0 : write_off + int(L::kStageBytes);
   }
   arch::cp_async_wait_all();  // the empty trailing groups: nothing may stay in flight at exit
   arch::sync_threads();        // row_out / col_out written by other threads
 
   const int bias_base = p.mode == kFwd ? g * p.Kg : g * p.Cg;
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
-  T* __restrict__ out = static_cast<T*>(p.out);
+  const bool to_ws = p.ws != nullptr;
   const int gid = lane >> 2, t4 = lane & 3;
 #pragma unroll
   for (int i = 0; i < MI; ++i)
@@ -207,24 +307,29 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
         const int r = wm * WM + i * 16 + gid + 8 * (v / 2), c = wn * WN + j * 8 + t4 * 2 + v % 2;
         if (m0 + r >= p.M || n0 + c >= p.Ncol) continue;
         float x = acc[i][j][v];
+        const long long off = row_out[r] + col_out[c];
+        if (to_ws) {
+          static_cast<float*>(p.ws)[split * p.ws_split_stride + off] = x;
+          continue;
+        }
         if (bias) x += to_compute(bias[bias_base + n0 + c]);
-        out[row_out[r] + col_out[c]] = from_compute<T>(x);
+        static_cast<T*>(p.out)[off] = from_compute<T>(x);
       }
 }
 
-// Launch over p's grid (ceil(M / BM), ceil(Ncol / BN), group_count); p.splits must be 1.
-template <typename T, bool kNarrow> cudaError_t launch_igemm_vec(const IgemmParams& p, cudaStream_t stream) {
+// Launch over p's grid (ceil(M / BM), ceil(Ncol / BN), group_count * splits); kWgrad for the backward-weight modes.
+template <typename T, bool kNarrow, bool kWgrad = false>
+cudaError_t launch_igemm_vec(const IgemmParams& p, cudaStream_t stream) {
   using Tile = TileVec<kNarrow>;
-  constexpr size_t smem = VecSmem<T, kNarrow>::kBytes;
-  constexpr auto kernel = conv_igemm_vec_kernel<T, kNarrow>;
-  if (p.splits != 1) return cudaErrorInvalidValue;
+  constexpr size_t smem = VecSmem<T, kNarrow, kWgrad>::kBytes;
+  constexpr auto kernel = conv_igemm_vec_kernel<T, kNarrow, kWgrad>;
   cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Tile::BM - 1) / Tile::BM;
   const long long gy = (static_cast<long long>(p.Ncol) + Tile::BN - 1) / Tile::BN;
-  if (gx > INT_MAX || gy > arch::kMaxGridYZ || p.group_count > arch::kMaxGridYZ) return cudaErrorInvalidValue;
-  return arch::launch<kernel>(dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy),
-                                   static_cast<unsigned>(p.group_count)),
+  const long long gz = static_cast<long long>(p.group_count) * p.splits;
+  if (gx > INT_MAX || gy > arch::kMaxGridYZ || gz > arch::kMaxGridYZ) return cudaErrorInvalidValue;
+  return arch::launch<kernel>(dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)),
                               Tile::kThreads, smem, stream, p);
 }
 
