@@ -48,7 +48,8 @@ def _conv_workload(dtype, tf32):
         outs = []
         cases = [  # (N, C, H, W, K, R, stride, padding, groups)
             (2, 16, 20, 20, 96, 3, 1, 1, 1),  # wide GEMM, split-K weight gradient, vector paths (C, K % 8 == 0)
-            (2, 16, 9, 11, 16, 3, 2, 1, 1),  # narrow GEMM, strided backward-input
+            (2, 16, 9, 11, 16, 3, 2, 1, 1),  # narrow GEMM, strided backward-input, weight gradient dw^T = x^T dy
+            (2, 8, 6, 6, 72, 1, 1, 0, 1),  # 1x1, K > 64 over C*R*S <= 64 columns: the narrow dw = dy x kernel
             (1, 8, 7, 6, 16, 3, 1, 1, 2),  # grouped
             (2, 8, 24, 24, 8, 3, 1, 1, 8),  # depthwise, split reductions
             (1, 4, 6, 5, 8, 3, 1, 0, 4),  # depthwise multiplier 2

@@ -128,6 +128,7 @@ static std::vector<Case> cases() {
       {"C=3 11x11 s4 p2", make(1, 3, 45, 45, 20, 11, 11, 4, 4, 2, 2, 1, 1, 1)},
       {"1x1", make(2, 40, 7, 9, 36, 1, 1, 1, 1, 0, 0, 1, 1, 1)},
       {"1x1 s2", make(2, 20, 9, 9, 18, 1, 1, 2, 2, 0, 0, 1, 1, 1)},
+      {"1x1, K > 64, C*R*S <= 64", make(2, 8, 6, 5, 72, 1, 1, 1, 1, 0, 0, 1, 1, 1)},
       {"non-square 1x7", make(1, 5, 6, 20, 7, 1, 7, 1, 1, 0, 3, 1, 1, 1)},
       {"multi-tile + split-K", make(4, 72, 16, 16, 136, 3, 3, 1, 1, 1, 1, 1, 1, 1)},
       {"large reduction", make(1, 160, 6, 6, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1)},
@@ -584,11 +585,12 @@ int main() {
   // both paths of every tensor-core dtype ran: the vector kernels (cp.async, ldmatrix; backward-weight with
   // ldmatrix.trans, 16-bit) and the element gather
   for (const char* want :
-       {"conv_igemm_vec_kernel<__half, false, false>", "conv_igemm_vec_kernel<__half, true, false>",
-        "conv_igemm_vec_kernel<__nv_bfloat16, false, false>", "conv_igemm_vec_kernel<__nv_bfloat16, true, false>",
-        "conv_igemm_vec_kernel<float, false, false>", "conv_igemm_vec_kernel<float, true, false>",
-        "conv_igemm_vec_kernel<__half, false, true>", "conv_igemm_vec_kernel<__half, true, true>",
-        "conv_igemm_vec_kernel<__nv_bfloat16, false, true>", "conv_igemm_vec_kernel<__nv_bfloat16, true, true>"}) {
+       {"conv_igemm_vec_kernel<__half, false, 0>", "conv_igemm_vec_kernel<__half, true, 0>",
+        "conv_igemm_vec_kernel<__nv_bfloat16, false, 0>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 0>",
+        "conv_igemm_vec_kernel<float, false, 0>", "conv_igemm_vec_kernel<float, true, 0>",
+        "conv_igemm_vec_kernel<__half, false, 1>", "conv_igemm_vec_kernel<__half, true, 1>",
+        "conv_igemm_vec_kernel<__half, true, 2>", "conv_igemm_vec_kernel<__nv_bfloat16, false, 1>",
+        "conv_igemm_vec_kernel<__nv_bfloat16, true, 1>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 2>"}) {
     long long n = 0;
     for (const auto& kc : emu::kernel_launch_counts())
       if (kc.first.find(want) != std::string::npos) n += kc.second;

@@ -193,19 +193,21 @@ __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, E
 
 // build_k of the backward-weight modes (kWgrad, kWgradT), kk < Kred: pixel (n, p, q) of dy and its window origin
 // in x.
+// The x side of output pixel (n, pp, q): its window origin in x and offset.
+__host__ __device__ __forceinline__ Entry pixel_x_entry(const IgemmParams& p, int n, int pp, int q) {
+  Entry e;
+  e.h = pp * p.sh - p.ph, e.w = q * p.sw - p.pw;
+  e.off = n * p.xN + e.h * p.xH + e.w * p.xW;
+  return e;
+}
+
 __host__ __device__ __forceinline__ void build_k_pixel(const IgemmParams& p, int kk, Entry& a, Entry& b) {
   int n, pp, q;
   split_pixel(p, kk, n, pp, q);
-  const long long dy_off = n * p.yN + pp * p.yH + q * p.yW;
-  const int xh = pp * p.sh - p.ph, xw = q * p.sw - p.pw;
-  const long long x_off = n * p.xN + xh * p.xH + xw * p.xW;
-  if (p.mode == kWgrad) {  // A = dy, B = x
-    a.off = dy_off, a.h = 0, a.w = 0;
-    b.off = x_off, b.h = xh, b.w = xw;
-  } else {  // kWgradT: A = x, B = dy
-    a.off = x_off, a.h = xh, a.w = xw;
-    b.off = dy_off, b.h = 0, b.w = 0;
-  }
+  const Entry dy{n * p.yN + pp * p.yH + q * p.yW, 0, 0};
+  const Entry x = pixel_x_entry(p, n, pp, q);
+  a = p.mode == kWgrad ? dy : x;  // kWgrad: A = dy, B = x; kWgradT: A = x, B = dy
+  b = p.mode == kWgrad ? x : dy;
 }
 
 // Zero of a storage type, on the host too (the table and gather functions above and below are host-callable so

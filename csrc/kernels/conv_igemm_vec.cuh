@@ -43,28 +43,34 @@ namespace conv {
 // Byte offset of 16-byte chunk c (0..3) of row r in a 64-byte-row tile.
 __host__ __device__ constexpr int vec_swizzle(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
 
-template <typename T, bool kNarrow, bool kWgrad> struct VecSmem {
+// The passes of the vector kernel: forward / backward-input (window operand A, K-major tiles), and backward-weight
+// as kWgrad (A = dy, B = x) or kWgradT (A = x, B = dy).
+enum VecPass : int { kVecWindow = 0, kVecWgrad = 1, kVecWgradT = 2 };
+
+template <typename T, bool kNarrow, int kPass> struct VecSmem {
   using Tile = TileVec<kNarrow>;
   static constexpr int BK = Tile::kChunks * 16 / int(sizeof(T));
-  // output offsets; backward-weight also the pixel entries (A side, B side) of two k-tiles
+  // output offsets; backward-weight also the x entries of the pixels of two k-tiles
   static constexpr size_t kTableBytes =
-      (Tile::BM + Tile::BN) * sizeof(long long) + (kWgrad ? 2 * BK * 2 * sizeof(Entry) : 0);
+      (Tile::BM + Tile::BN) * sizeof(long long) + (kPass != kVecWindow ? 2 * BK * sizeof(Entry) : 0);
   static constexpr size_t kStageBytes = size_t(Tile::BM + Tile::BN) * Tile::kRowBytes;
   static constexpr size_t kBytes = kTableBytes + Tile::kStages * kStageBytes;
 };
 
-// kWgrad = false: forward and backward-input (K-major tiles, ldmatrix).  kWgrad = true: backward-weight (kWgrad and
-// kWgradT modes), where the reduction runs over pixels and 8 consecutive GEMM rows (channels, or (c, r, s) with c
-// fastest) are the contiguous 16 bytes: a stage holds A[BK][BM] and B[BK][BN] with one row per pixel, each row's
-// chunk index XORed with the pixel's low 3 bits, and the fragments come with ldmatrix.trans (16-bit only: .trans
-// moves 16-bit elements).  The pixel entries of a k-tile are built once by BK threads into a two-slot table, one
-// k-tile ahead of their use, under the loop's one barrier; the row entries stay in registers.  Split-K as for the
-// element gather (grid.z = groups x splits, partial tiles to the workspace).
-template <typename T, bool kNarrow, bool kWgrad>
+// kVecWindow: forward and backward-input (K-major tiles, ldmatrix).  kVecWgrad / kVecWgradT: backward-weight, where
+// the reduction runs over pixels and 8 consecutive GEMM rows (channels, or (c, r, s) with c fastest) are the
+// contiguous 16 bytes: a stage holds A[BK][BM] and B[BK][BN] with one row per pixel, each row's chunk index XORed
+// with the pixel's low 3 bits, and the fragments come with ldmatrix.trans (16-bit only: .trans moves 16-bit
+// elements).  dy is NHWC and dense, so pixel kk of a dy row is kk * K elements on: no entry.  The x entries (offset
+// and window origin) of a k-tile's pixels are built once by BK threads into a two-slot table, one k-tile ahead of
+// their use, under the loop's one barrier; the row entries stay in registers.  Split-K as for the element gather
+// (grid.z = groups x splits, partial tiles to the workspace).
+template <typename T, bool kNarrow, int kPass>
 __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::kMinBlocks)
     conv_igemm_vec_kernel(const IgemmParams p) {
   using Tile = TileVec<kNarrow>;
-  using L = VecSmem<T, kNarrow, kWgrad>;
+  using L = VecSmem<T, kNarrow, kPass>;
+  constexpr bool kWgrad = kPass != kVecWindow;
   constexpr bool kTf32 = std::is_same<T, float>::value;
   static_assert(kTf32 || sizeof(T) == 2, "16-bit or TF32");
   static_assert(!(kWgrad && kTf32), "backward-weight: ldmatrix.trans moves 16-bit elements only");
@@ -75,18 +81,25 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   constexpr int MI = WM / 16, NI = WN / 8;
   // K-major: thread t copies chunk t % 4 of rows t / 4 + kRowsPerPass * i.
   constexpr int kRowsPerPass = kThreads / kChunks;
-  // M-major: a pixel row of A holds CA chunks, of B CB; thread t copies chunk t % CA of pixel rows t / CA + PA * i.
-  constexpr int CA = BM / E, CB = BN / E, PA = kThreads / CA, PB = kThreads / CB;
-  constexpr int RA = kWgrad ? BK / PA : BM / kRowsPerPass, RB = kWgrad ? BK / PB : BN / kRowsPerPass;
+  constexpr int RA = BM / kRowsPerPass, RB = BN / kRowsPerPass;  // rows per thread
+  // M-major (backward-weight), per operand of CX chunks per pixel row:
+  //  dy side: thread t copies chunk column t % CX of pixel rows t / CX + (threads / CX) * i;
+  //  x side: chunk columns t % (CX / 4) + (CX / 4) * c (c < 4, their row entries in registers) of pixel rows
+  //  t / (CX / 4) + (4 * threads / CX) * j, so that one x entry serves four copies.
+  constexpr int CA = BM / E, CB = BN / E;
+  constexpr bool kAIsX = kPass == kVecWgradT, kBIsX = kPass == kVecWgrad;
+  constexpr int CX = kAIsX ? CA : CB, CD = kAIsX ? CB : CA;  // chunks per pixel row of the x and dy sides
+  constexpr int QX = CX / 4, PX = kThreads / QX, PD = kThreads / CD;
+  constexpr int NX = BK / PX, ND = BK / PD;  // pixel rows per thread and k-tile
   static_assert(BK == (kTf32 ? TileMmaTf32::BK : TileMma16::BK), "the host's k-tiles (igemm_tiles)");
   static_assert(NI % 2 == 0 && L::kTableBytes % 16 == 0 && L::kStageBytes % 16 == 0 && kRowsPerPass % 8 == 0 &&
-                    (!kWgrad || (BK % PA == 0 && BK % PB == 0 && BK <= kThreads)),
+                    (!kWgrad || (CX % 4 == 0 && BK % PX == 0 && BK % PD == 0 && BK <= kThreads)),
                 "layout");
 
   DEEPOPS_DYNAMIC_SHARED(unsigned char, smem);
   long long* row_out = reinterpret_cast<long long*>(smem);  // [BM]
   long long* col_out = row_out + BM;                        // [BN]
-  Entry* ptab = reinterpret_cast<Entry*>(col_out + BN);     // backward-weight: [2][BK][A, B]
+  Entry* ptab = reinterpret_cast<Entry*>(col_out + BN);     // backward-weight: [2][BK] x entries
   unsigned char* stages = smem + L::kTableBytes;
 
   const int tid = threadIdx.x;
@@ -100,27 +113,31 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   const T* __restrict__ B = static_cast<const T*>(p.B);
 
   // This thread's rows (registers): pointer and window origin per A row and B row.  K-major: the rows of its
-  // chunks; M-major: the first of the 8 rows of its chunk (one A and one B chunk column for all its pixels).  The
-  // output offsets of all rows and columns go to shared memory for the epilogue.
-  constexpr int NA = kWgrad ? 1 : RA, NB = kWgrad ? 1 : RB;
+  // chunks; M-major: the first of the 8 rows of each of its chunk columns (x side: four, dy side: one).  The output
+  // offsets of all rows and columns go to shared memory for the epilogue.
+  constexpr int NA = kWgrad ? (kAIsX ? 4 : 1) : RA, NB = kWgrad ? (kBIsX ? 4 : 1) : RB;
   const T* a_ptr[NA];
   const T* b_ptr[NB];
   int a_h[NA], a_w[NA], b_h[NB], b_w[NB];
   unsigned b_ok = 0;  // K-major: bit i = B row i inside the GEMM (the weight has no window)
   const int chunk = tid % kChunks, row0 = tid / kChunks;  // K-major
-  const int ca = tid % CA, cb = tid % CB;                  // M-major: chunk columns
+  const int cx = tid % QX, cd = tid % CD;                  // M-major: first x chunk column, the dy chunk column
+  auto row_of = [&](bool is_x, int i) {  // GEMM row (A) or column (B) of this thread's chunk i, relative
+    if constexpr (kWgrad) return is_x ? (cx + QX * i) * E : cd * E;
+    return row0 + i * kRowsPerPass;
+  };
 #pragma unroll
   for (int i = 0; i < NA; ++i) {
     Entry e;
     long long out;
-    build_row(p, g, m0 + (kWgrad ? ca * E : row0 + i * kRowsPerPass), e, out);
+    build_row(p, g, m0 + row_of(kAIsX, i), e, out);
     a_ptr[i] = arch::opaque_ptr(A + e.off), a_h[i] = e.h, a_w[i] = e.w;
   }
 #pragma unroll
   for (int i = 0; i < NB; ++i) {
     Entry e;
     long long out;
-    build_col(p, g, n0 + (kWgrad ? cb * E : row0 + i * kRowsPerPass), e, out);
+    build_col(p, g, n0 + row_of(kBIsX, i), e, out);
     b_ptr[i] = arch::opaque_ptr(B + e.off), b_h[i] = e.h, b_w[i] = e.w;
     b_ok |= (e.h == 0 ? 1u : 0u) << i;  // build_col marks columns past the GEMM with kInvalidCoord
   }
@@ -138,20 +155,23 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
     return (static_cast<unsigned>(h) < lim_h) & (static_cast<unsigned>(w) < lim_w);
   };
 
-  // backward-weight: the pixel entries of k-tile kt into table slot kt & 1.
+  // backward-weight: the x entries of the pixels of k-tile kt into table slot kt & 1.
   auto build_table = [&](int kt) {
     if constexpr (kWgrad) {
       if (tid < BK && kt < kt_end) {
-        Entry* t = ptab + ((kt - kt_begin) & 1) * 2 * BK + 2 * tid;
         const int kk = kt * BK + tid;
+        Entry e = invalid_entry();
         if (kk < p.Kred) {
-          build_k_pixel(p, kk, t[0], t[1]);
-        } else {
-          t[0] = t[1] = invalid_entry();
+          int n, pp, q;
+          split_pixel(p, kk, n, pp, q);
+          e = pixel_x_entry(p, n, pp, q);
         }
+        ptab[((kt - kt_begin) & 1) * BK + tid] = e;
       }
     }
   };
+  // backward-weight: the dy side's pixel stride (elements; dy is dense NHWC: pixel kk at kk * K)
+  const long long dy_pixel = p.yW;
 
   // The copies of k-tile kt into shared stage `stage` (one commit group, empty past the end).  A zero-filled
   // cp.async reads nothing, so its source pointer need not be valid.
@@ -159,22 +179,44 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
     if (kt < kt_end) {
       unsigned char* st = stages + stage_off;
       if constexpr (kWgrad) {
-        // pixel rows t / CA + PA * i of A and t / CB + PB * i of B, entries from the table
-        const Entry* t = ptab + ((kt - kt_begin) & 1) * 2 * BK;
+        // x side: NX pixel rows, each with its entry from the table, four chunk columns each; dy side: ND pixel
+        // rows of one chunk column at kk * K (valid while kk < Kred and its row is inside the GEMM).  Addresses
+        // and predicates first, then the copies (one hazard guard before the run of LDGSTS, not one per copy).
+        const Entry* t = ptab + ((kt - kt_begin) & 1) * BK;
+        unsigned char* sx = st + (kAIsX ? 0 : BK * BM * 2);
+        unsigned char* sd = st + (kAIsX ? BK * BM * 2 : 0);
+        const T* const* x_ptr = kAIsX ? a_ptr : b_ptr;
+        const int* x_h = kAIsX ? a_h : b_h;
+        const int* x_w = kAIsX ? a_w : b_w;
+        const unsigned x_lim_h = kAIsX ? a_lim_h : b_lim_h, x_lim_w = kAIsX ? a_lim_w : b_lim_w;
+        const T* d_ptr = kAIsX ? b_ptr[0] : a_ptr[0];
+        const bool d_row_ok = (kAIsX ? b_h[0] : a_h[0]) == 0;
+        const T* src[NX * 4 + ND];
+        bool ok[NX * 4 + ND];
+        int dst[NX * 4 + ND];
 #pragma unroll
-        for (int i = 0; i < RA; ++i) {
-          const int k = tid / CA + PA * i;
-          const Entry e = t[2 * k];
-          const bool ok = inside(a_h[0] + e.h, a_w[0] + e.w, a_lim_h, a_lim_w);
-          arch::cp_async16(st + k * (BM * 2) + ((ca ^ (k & 7)) << 4), a_ptr[0] + e.off, ok ? 16 : 0);
+        for (int j = 0; j < NX; ++j) {
+          const int k = tid / QX + PX * j;
+          const Entry e = t[k];
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            src[4 * j + c] = x_ptr[c] + e.off;
+            ok[4 * j + c] = inside(x_h[c] + e.h, x_w[c] + e.w, x_lim_h, x_lim_w);
+            dst[4 * j + c] = k * (CX * 16) + (((cx + QX * c) ^ (k & 7)) << 4);
+          }
+        }
+        const T* d_base = d_ptr + static_cast<long long>(kt * BK + tid / CD) * dy_pixel;
+#pragma unroll
+        for (int i = 0; i < ND; ++i) {
+          const int k = tid / CD + PD * i;
+          src[4 * NX + i] = d_base + (PD * i) * dy_pixel;
+          ok[4 * NX + i] = (kt * BK + k < p.Kred) & d_row_ok;
+          dst[4 * NX + i] = k * (CD * 16) + ((cd ^ (k & 7)) << 4);
         }
 #pragma unroll
-        for (int i = 0; i < RB; ++i) {
-          const int k = tid / CB + PB * i;
-          const Entry e = t[2 * k + 1];
-          const bool ok = inside(b_h[0] + e.h, b_w[0] + e.w, b_lim_h, b_lim_w);
-          arch::cp_async16(st + BK * BM * 2 + k * (BN * 2) + ((cb ^ (k & 7)) << 4), b_ptr[0] + e.off, ok ? 16 : 0);
-        }
+        for (int i = 0; i < NX * 4; ++i) arch::cp_async16(sx + dst[i], src[i], ok[i] ? 16 : 0);
+#pragma unroll
+        for (int i = 0; i < ND; ++i) arch::cp_async16(sd + dst[4 * NX + i], src[4 * NX + i], ok[4 * NX + i] ? 16 : 0);
       } else {
         // The reduction index of this thread's chunk is split as (r, s, c) with c fastest (NHWC); its entry is
         // 32-bit (the launcher checked vec_offsets_fit); past Kred the chunk is zero-filled.
@@ -317,12 +359,12 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
       }
 }
 
-// Launch over p's grid (ceil(M / BM), ceil(Ncol / BN), group_count * splits); kWgrad for the backward-weight modes.
-template <typename T, bool kNarrow, bool kWgrad = false>
+// Launch over p's grid (ceil(M / BM), ceil(Ncol / BN), group_count * splits); kPass matches p.mode.
+template <typename T, bool kNarrow, int kPass = kVecWindow>
 cudaError_t launch_igemm_vec(const IgemmParams& p, cudaStream_t stream) {
   using Tile = TileVec<kNarrow>;
-  constexpr size_t smem = VecSmem<T, kNarrow, kWgrad>::kBytes;
-  constexpr auto kernel = conv_igemm_vec_kernel<T, kNarrow, kWgrad>;
+  constexpr size_t smem = VecSmem<T, kNarrow, kPass>::kBytes;
+  constexpr auto kernel = conv_igemm_vec_kernel<T, kNarrow, kPass>;
   cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Tile::BM - 1) / Tile::BM;
