@@ -42,7 +42,7 @@ def _layouts(x):
 def _conv_workload(dtype, tf32):
     """conv2d, its three gradients and conv_transpose2d on shapes that take every kernel: wide (K > 64) and narrow
     GEMMs, grouped, depthwise (multiplier 1 and 2), strided backward-input phases, split-K weight gradients, the
-    16-bit NHWC vector paths."""
+    16-byte vector kernels (channel counts multiples of 8) and the element gather (3 or 4 channels per group)."""
     torch.backends.cudnn.allow_tf32 = tf32
     try:
         outs = []
@@ -50,6 +50,7 @@ def _conv_workload(dtype, tf32):
             (2, 16, 20, 20, 96, 3, 1, 1, 1),  # wide GEMM, split-K weight gradient, vector paths (C, K % 8 == 0)
             (2, 16, 9, 11, 16, 3, 2, 1, 1),  # narrow GEMM, strided backward-input, weight gradient dw^T = x^T dy
             (2, 8, 6, 6, 72, 1, 1, 0, 1),  # 1x1, K > 64 over C*R*S <= 64 columns: the narrow dw = dy x kernel
+            (2, 3, 10, 9, 72, 3, 1, 1, 1),  # C = 3 first layer: the element gather, wide (no 16-byte chunks)
             (1, 8, 7, 6, 16, 3, 1, 1, 2),  # grouped
             (2, 8, 24, 24, 8, 3, 1, 1, 8),  # depthwise, split reductions
             (1, 4, 6, 5, 8, 3, 1, 0, 4),  # depthwise multiplier 2

@@ -287,10 +287,12 @@ def test_occupancy_fractions():
 
 # ------------------------------------------------------------------------------------------------ names
 def test_short_names():
-    assert (K.short_name("void deepops::conv::conv_igemm_vec_kernel<__half, false>(deepops::conv::IgemmParams)")
+    assert (K.short_name("void deepops::conv::conv_igemm_vec_kernel<__half, false, 0>(deepops::conv::IgemmParams)")
             == "conv_igemm f16 mma wide cp.async")
-    assert (K.short_name("void deepops::conv::conv_igemm_vec_kernel<float, true>(deepops::conv::IgemmParams)")
+    assert (K.short_name("void deepops::conv::conv_igemm_vec_kernel<float, true, 0>(deepops::conv::IgemmParams)")
             == "conv_igemm f32 tf32 narrow cp.async")
+    assert (K.short_name("void deepops::conv::conv_igemm_vec_kernel<__nv_bfloat16, true, 2>"
+                         "(deepops::conv::IgemmParams)") == "conv_igemm bf16 mma narrow cp.async dwT")
     assert (K.short_name("void deepops::conv::conv_igemm_kernel<float, 2, true>(deepops::conv::IgemmParams)")
             == "conv_igemm f32 tf32 narrow")
     assert (K.short_name("void deepops::(anonymous namespace)::fwd_nhwc<__nv_bfloat16, long, 8, true>"
@@ -319,8 +321,9 @@ def test_every_dynamic_shared_kernel_has_its_launcher_size():
 def test_dynamic_smem_table_from_the_sources():
     table, why = K.dynamic_smem_table({"deepops::conv::conv_igemm_kernel": [["__half", "1", "false"],
                                                                            ["float", "0", "false"]],
-                                       "deepops::conv::conv_igemm_vec_kernel": [["__half", "false"],
-                                                                               ["float", "true"]]}, ROOT)
+                                       "deepops::conv::conv_igemm_vec_kernel": [["__half", "false", "0"],
+                                                                               ["float", "true", "0"],
+                                                                               ["__half", "false", "1"]]}, ROOT)
     assert why is None
     # wide 16-bit gather tile: tables (128 + 128) x 16 + 2 x 32 x 2 x 16 + 256 x 8 = 8192, stages 2 x 2 x 128 x 40 x
     # 2 bytes = 40960: 49152 (the docs' 48 KiB)
@@ -330,8 +333,10 @@ def test_dynamic_smem_table_from_the_sources():
     assert table[("deepops::conv::conv_igemm_kernel", ("float", "0", "false"))] == 75776
     # vector kernel: output offsets (128 + 128) x 8 = 2048, 4 stages of (128 + 128) rows x 64 bytes = 65536: 67584;
     # narrow (128 + 64) x 8 = 1536 + 4 x 192 x 64 = 49152: 50688
-    assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false"))] == 67584
-    assert table[("deepops::conv::conv_igemm_vec_kernel", ("float", "true"))] == 50688
+    assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false", "0"))] == 67584
+    assert table[("deepops::conv::conv_igemm_vec_kernel", ("float", "true", "0"))] == 50688
+    # backward-weight adds the two-slot table of x entries: 2 x 32 x 16 = 1024
+    assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false", "1"))] == 68608
 
 
 # ------------------------------------------------------------------------------------------------ check

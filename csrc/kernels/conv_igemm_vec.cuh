@@ -160,12 +160,10 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
     if constexpr (kWgrad) {
       if (tid < BK && kt < kt_end) {
         const int kk = kt * BK + tid;
-        Entry e = invalid_entry();
-        if (kk < p.Kred) {
-          int n, pp, q;
-          split_pixel(p, kk, n, pp, q);
-          e = pixel_x_entry(p, n, pp, q);
-        }
+        int n, pp, q;
+        split_pixel(p, min(kk, p.Kred - 1), n, pp, q);  // (branch-free: past the reduction, the window test fails)
+        Entry e = pixel_x_entry(p, n, pp, q);
+        if (kk >= p.Kred) e.h = kInvalidCoord;
         ptab[((kt - kt_begin) & 1) * BK + tid] = e;
       }
     }
@@ -206,11 +204,12 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
           }
         }
         const T* d_base = d_ptr + static_cast<long long>(kt * BK + tid / CD) * dy_pixel;
+        const int d_rows = d_row_ok ? p.Kred - kt * BK : 0;  // pixel rows of this k-tile that dy has
 #pragma unroll
         for (int i = 0; i < ND; ++i) {
           const int k = tid / CD + PD * i;
           src[4 * NX + i] = d_base + (PD * i) * dy_pixel;
-          ok[4 * NX + i] = (kt * BK + k < p.Kred) & d_row_ok;
+          ok[4 * NX + i] = k < d_rows;
           dst[4 * NX + i] = k * (CD * 16) + ((cd ^ (k & 7)) << 4);
         }
 #pragma unroll
@@ -226,12 +225,13 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
         p.div_s.divmod(rs, i, j);
         window_k(p.ka, c, i, j, kh, kw, ka, kb);
         const bool k_ok = kk < p.Kred;
+        if (!k_ok) kh = kInvalidCoord;  // past the reduction: every A row fails the window test below
         // rows row0 + r * kRowsPerPass keep the swizzle of row0 (kRowsPerPass is a multiple of 8)
         unsigned char* dst = st + vec_swizzle(row0, chunk);
         constexpr int kPassBytes = kRowsPerPass * Tile::kRowBytes;
 #pragma unroll
         for (int r = 0; r < RA; ++r) {
-          const bool ok = k_ok & inside(a_h[r] + kh, a_w[r] + kw, a_lim_h, a_lim_w);
+          const bool ok = inside(a_h[r] + kh, a_w[r] + kw, a_lim_h, a_lim_w);
           arch::cp_async16(dst + r * kPassBytes, a_ptr[r] + ka, ok ? 16 : 0);
         }
 #pragma unroll

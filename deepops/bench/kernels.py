@@ -87,10 +87,10 @@ DYNAMIC_SMEM = {
         "launcher_source": ("csrc/kernels/conv_igemm.cuh", "IgemmSmem<T, Op, kNarrow>::kBytes"),
     },
     "deepops::conv::conv_igemm_vec_kernel": {
-        "expr": "deepops::conv::VecSmem<{0}, {1}>::kBytes",
+        "expr": "deepops::conv::VecSmem<{0}, {1}, {2}>::kBytes",
         "launcher": "launch_igemm_vec (csrc/kernels/conv_igemm_vec.cuh)",
         "header": "kernels/conv_igemm_vec.cuh",
-        "launcher_source": ("csrc/kernels/conv_igemm_vec.cuh", "VecSmem<T, kNarrow>::kBytes"),
+        "launcher_source": ("csrc/kernels/conv_igemm_vec.cuh", "VecSmem<T, kNarrow, kPass>::kBytes"),
     },
     "deepops::nms_small_kernel": {
         "expr": None,
@@ -471,17 +471,19 @@ def _short_arg(a: str) -> str:
 def short_name(demangled: str, max_args: int = 4) -> str:
     """A readable kernel name: the template without namespaces, its first arguments abbreviated; the implicit-GEMM
     convolution as 'conv_igemm <dtype> <fma|mma|tf32> <wide|narrow>' (the element gather) and 'conv_igemm <dtype>
-    <mma|tf32> <wide|narrow> cp.async' (the 16-byte vector kernel)."""
+    <mma|tf32> <wide|narrow> cp.async [dw|dwT]' (the 16-byte vector kernel; dw: backward-weight dw = dy x, dwT:
+    dw^T = x^T dy)."""
     name, args = kernel_template(demangled)
     base = name.rsplit("::", 1)[-1]
     if base == "conv_igemm_kernel" and len(args) == 3:
         t, op, narrow = args
         parts = [_TYPES.get(t, t), _CONV_OPS.get(op, op), "narrow" if narrow == "true" else "wide"]
         return "conv_igemm " + " ".join(parts)
-    if base == "conv_igemm_vec_kernel" and len(args) == 2:
-        t, narrow = args
-        parts = [_TYPES.get(t, t), "tf32" if t == "float" else "mma", "narrow" if narrow == "true" else "wide"]
-        return "conv_igemm " + " ".join(parts) + " cp.async"
+    if base == "conv_igemm_vec_kernel" and len(args) == 3:
+        t, narrow, vec_pass = args
+        parts = [_TYPES.get(t, t), "tf32" if t == "float" else "mma", "narrow" if narrow == "true" else "wide",
+                 "cp.async"] + {"1": ["dw"], "2": ["dwT"]}.get(vec_pass, [])
+        return "conv_igemm " + " ".join(parts)
     if not args:
         return base
     shown = [_short_arg(a) for a in args]
