@@ -324,6 +324,25 @@ template <int BR, int BK, int kThreads> static int check_tile_cover(const char* 
   return bad;
 }
 
+// The split-K plans take the shapes meant to exercise them: float64 has no vector path, so its forward /
+// backward-input workspace is the partial sums alone (nonzero only when the pass is split).
+static int check_split_plans(const std::vector<Case>& all) {
+  int bad = 0;
+  auto ws = [](ConvPass pass, const ConvShape& s) { return conv2d_workspace_bytes(pass, DType::kFloat64, s, ConvLayout::kNCHW); };
+  for (const auto& cs : all) {
+    const std::string name = cs.name;
+    const bool fwd_split = ws(ConvPass::kForward, cs.s) > 0, dgrad_split = ws(ConvPass::kBackwardInput, cs.s) > 0;
+    const bool want_fwd = name == "large reduction" || name == "multi-tile + split-K";
+    const bool want_dgrad = name == "multi-tile + split-K";
+    if (fwd_split != want_fwd || dgrad_split != want_dgrad) {
+      std::printf("FAIL split plan of %s: forward %d (want %d), backward-input %d (want %d)\n", cs.name, fwd_split,
+                  want_fwd, dgrad_split, want_dgrad);
+      ++bad;
+    }
+  }
+  return bad;
+}
+
 static int check_tile_covers() {
   using namespace conv;
   return check_tile_cover<TileSimtF32::BM, TileSimtF32::BK, TileSimtF32::kThreads>("SIMT f32 A") +
@@ -544,6 +563,7 @@ int main() {
   std::uniform_real_distribution<double> U(-1.0, 1.0);
   int host_bad = check_fastdivmod() + check_tile_covers();
   const auto all = cases();
+  host_bad += check_split_plans(all);
   std::vector<Tensors> data;
   for (const auto& cs : all) {
     const ConvShape& s = cs.s;

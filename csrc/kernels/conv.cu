@@ -16,15 +16,18 @@
 //     one phase (h % stride_h, w % stride_w) are reached by a fixed subset of the taps, so each phase is a plain
 //     window GEMM over only those taps (no divisibility test, no products with the zeros a strided gather would
 //     fetch: 1/4 of the work of the gather for stride 2).
-//     float16 / bfloat16 forward in NHWC with C/groups % 8 == 0: the vector path (16-byte cp.async of 8 channels,
-//     zero-filled in the padding); the workspace holds the weight transposed to KRSC so that 8 consecutive
-//     reduction indices are contiguous in both operands.  Likewise backward-input in NHWC with groups 1 and
-//     K % 8 == 0 (any stride: the phases are plain gathers too), with the weight as CRSK (order (r, s, k)).
+//     The 16-byte vector kernel (conv_igemm_vec.cuh) when 16 bytes of the reduction are contiguous in both
+//     operands: float16 / bfloat16 / TF32 forward with C/g a multiple of 8 (4 for TF32) and backward-input with
+//     K/g a multiple of 8 (4), any stride and groups; 16-bit backward-weight with both.  Its workspace holds the
+//     weight transposed (KRSC for forward, per-group CRSK for backward-input) and, for NCHW, the activation
+//     operands transposed to NHWC (as cuDNN does); outputs are written in the caller's layout directly.
 //     GEMMs of <= 64 columns (64 output channels, ...) take the narrow 128 x 64 tensor-core tiles.
 //   Backward-weight with K/groups <= 64 runs transposed (dw^T = x^T dy: C/g*R*S rows, K/g columns) so that the
-//   narrow tiles fit it.  Backward-weight of the implicit GEMM splits its N*P*Q reduction (split-K) when the output tiles alone would
-//   not fill the GPU: each split writes its partial tile to the workspace, reduce_splits adds them in split order.
-//   The split plan depends on the shape only (not on the device or the tile configuration), so a result is
+//   narrow tiles fit it.
+//   Split-K (split_plan): backward-weight splits its N*P*Q reduction when the output tiles alone would not fill
+//   the GPU; forward and stride-1 backward-input split reductions longer than 512 of an underfilled grid.  Each
+//   split writes its partial tile to the workspace (split 0 with the bias), reduce_splits adds them in split
+//   order.  The plan depends on the shape only (not on the device or the tile configuration), so a result is
 //   bitwise reproducible run to run and between GPUs running the same kernel.
 //   Bias gradient: conv_direct.cu's two-pass reduction.
 #include <algorithm>
@@ -44,32 +47,55 @@ namespace {
 
 constexpr int64_t kMax32 = INT_MAX - 1024;  // GEMM indices run up to a tile past their extent
 constexpr int64_t kMaxCoord = int64_t(1) << 29;   // window coordinates stay far from conv::kInvalidCoord
-constexpr int64_t kWgradTargetBlocks = 264;       // ~2 waves of 132 SMs: what split-K aims for
-constexpr int64_t kWgradNominalTile = 128;        // tile edge used for the (tile-independent) split plan
-constexpr int64_t kWgradChunkQuantum = 32;        // split chunks are multiples of every config's BK
-constexpr int64_t kWgradMinChunk = 256;           // pixels per split at least
+constexpr int64_t kSplitTargetBlocks = 264;   // ~2 waves of 132 SMs: what split-K aims for
+constexpr int64_t kSplitNominalTile = 128;    // tile edge used for the (tile-independent) split plan
+constexpr int64_t kSplitChunkQuantum = 32;    // split chunks are multiples of every config's BK
+constexpr int64_t kWgradMinChunk = 256;       // backward-weight: pixels per split at least
 constexpr int64_t kWgradMaxSplits = 64;
+// forward / backward-input: a split costs a pass over the output (partial sums in and out), so only long
+// reductions of an underfilled grid are split
+constexpr int64_t kWindowMinChunk = 512;
+constexpr int64_t kWindowMaxSplits = 16;
 
 bool is_depthwise(const ConvShape& s) { return s.C / s.groups == 1; }
 
-struct WgradPlan {
+// Split-K of an implicit GEMM of `tiles` nominal 128 x 128 tiles and a reduction of `reduction`: enough splits to
+// give about kSplitTargetBlocks blocks, each at least min_chunk long.  Shape only (not the device or the tile
+// configuration), so results are bitwise reproducible run to run and between GPUs running the same kernel.
+struct SplitPlan {
   int splits = 1;
-  int64_t chunk = 0;  // pixels of the N*P*Q reduction per split (multiple of kWgradChunkQuantum)
+  int64_t chunk = 0;  // reduction elements per split (a multiple of kSplitChunkQuantum)
 };
 
-WgradPlan wgrad_plan(const ConvShape& s) {
-  const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
-  const int64_t pixels = s.N * s.P * s.Q;
-  const int64_t tiles = ((kg + kWgradNominalTile - 1) / kWgradNominalTile) *
-                        ((cg * s.R * s.S + kWgradNominalTile - 1) / kWgradNominalTile) * s.groups;
-  int64_t want = std::min<int64_t>(kWgradMaxSplits, std::max<int64_t>(1, (kWgradTargetBlocks + tiles - 1) / tiles));
-  int64_t chunk = (pixels + want - 1) / want;
-  chunk = std::max(kWgradMinChunk, (chunk + kWgradChunkQuantum - 1) / kWgradChunkQuantum * kWgradChunkQuantum);
-  WgradPlan plan;
+SplitPlan split_plan(int64_t tiles, int64_t reduction, int64_t min_chunk, int64_t max_splits) {
+  const int64_t want = std::min<int64_t>(max_splits, std::max<int64_t>(1, (kSplitTargetBlocks + tiles - 1) / tiles));
+  int64_t chunk = (reduction + want - 1) / want;
+  chunk = std::max(min_chunk, (chunk + kSplitChunkQuantum - 1) / kSplitChunkQuantum * kSplitChunkQuantum);
+  SplitPlan plan;
   plan.chunk = chunk;
-  plan.splits = static_cast<int>((pixels + chunk - 1) / chunk);
-  if (plan.splits < 1) plan.splits = 1;
+  plan.splits = std::max(1, static_cast<int>((reduction + chunk - 1) / chunk));
   return plan;
+}
+
+int64_t nominal_tiles(int64_t rows, int64_t cols, int64_t groups) {
+  return ((rows + kSplitNominalTile - 1) / kSplitNominalTile) * ((cols + kSplitNominalTile - 1) / kSplitNominalTile) *
+         groups;
+}
+
+// Backward-weight: the N*P*Q reduction of dw (K/g x C/g*R*S per group).
+SplitPlan wgrad_plan(const ConvShape& s) {
+  const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
+  return split_plan(nominal_tiles(kg, cg * s.R * s.S, s.groups), s.N * s.P * s.Q, kWgradMinChunk, kWgradMaxSplits);
+}
+
+// Forward (reduction C/g*R*S over N*P*Q x K/g) and stride-1 backward-input (K/g*R*S over N*H*W x C/g); strided
+// backward-input runs as phase GEMMs and is not split.
+SplitPlan window_plan(ConvPass pass, const ConvShape& s) {
+  const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
+  if (pass == ConvPass::kForward)
+    return split_plan(nominal_tiles(s.N * s.P * s.Q, kg, s.groups), cg * s.R * s.S, kWindowMinChunk, kWindowMaxSplits);
+  if (s.stride_h != 1 || s.stride_w != 1) return SplitPlan{};
+  return split_plan(nominal_tiles(s.N * s.H * s.W, cg, s.groups), kg * s.R * s.S, kWindowMinChunk, kWindowMaxSplits);
 }
 
 void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_t W, long long& sn, long long& sc,
@@ -80,7 +106,9 @@ void strides(const ConvShape& s, ConvLayout layout, int64_t C, int64_t H, int64_
 }
 
 // Runs the implicit GEMM over all groups, in launches of at most 65535 / splits groups (grid.z).
-cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec = false) {
+// plan.splits > 1: p.ws (the partial sums) and p.ws_split_stride set by the caller, which adds them up after.
+cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec = false,
+                      SplitPlan plan = SplitPlan{}) {
   const int major = arch::compute_capability_major();
   const bool tc16 = dt == DType::kFloat16 || dt == DType::kBFloat16;
   if (tc16 && major < 8) return cudaErrorNotSupported;
@@ -91,7 +119,8 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t str
   const bool window = p.mode != conv::kWgrad && p.mode != conv::kWgradT;
   if (vec && window && !conv::vec_offsets_fit(p)) vec = false;  // the gather takes the same (transposed) operands
   const int ktiles = (p.Kred + bk - 1) / bk;
-  if (p.splits <= 1) p.splits = 1, p.ktiles_per_split = ktiles;
+  p.splits = plan.splits;
+  p.ktiles_per_split = plan.splits > 1 ? static_cast<int>(plan.chunk / bk) : ktiles;
   const int per_launch = std::max(1, 65535 / p.splits);
   for (int g0 = 0; g0 < p.groups; g0 += per_launch) {
     p.group0 = g0;
@@ -157,9 +186,47 @@ cudaError_t vec_operand(DType dt, const void* a, int64_t N, int64_t C, int64_t H
 }
 
 // Bytes of backward-weight's split-K partial sums (0 without splits), at the start of its workspace.
-size_t wgrad_split_bytes(DType dt, const ConvShape& s, const WgradPlan& plan) {
+// Bytes of the split-K partial sums of an output of `outputs` elements (0 without splits), at the start of the
+// pass's workspace.
+size_t split_bytes(DType dt, const SplitPlan& plan, int64_t outputs) {
   if (plan.splits <= 1) return 0;
-  return round256(size_t(plan.splits) * size_t(s.K * (s.C / s.groups) * s.R * s.S) * conv::acc_bytes(dt));
+  return round256(size_t(plan.splits) * size_t(outputs) * conv::acc_bytes(dt));
+}
+int64_t pass_outputs(ConvPass pass, const ConvShape& s) {
+  if (pass == ConvPass::kForward) return s.N * s.K * s.P * s.Q;
+  if (pass == ConvPass::kBackwardInput) return s.N * s.C * s.H * s.W;
+  return s.K * (s.C / s.groups) * s.R * s.S;
+}
+
+// A pass's workspace: the split-K partial sums first (when the plan splits and the workspace holds them; else the
+// pass runs unsplit), then the rest (the vector path's operands).
+struct PassWorkspace {
+  SplitPlan plan;
+  void* partial = nullptr;
+  int64_t outputs = 0;
+  char* rest = nullptr;
+  size_t rest_bytes = 0;
+};
+PassWorkspace pass_workspace(const SplitPlan& plan, DType dt, int64_t outputs, void* workspace, size_t bytes) {
+  PassWorkspace w;
+  w.outputs = outputs;
+  w.rest = static_cast<char*>(workspace);
+  w.rest_bytes = workspace ? bytes : 0;
+  const size_t part = split_bytes(dt, plan, outputs);
+  if (part && w.rest_bytes >= part) {
+    w.plan = plan, w.partial = workspace;
+    w.rest += part, w.rest_bytes -= part;
+  }
+  return w;
+}
+
+// Runs the implicit GEMM of p with ws's split plan: the splits write partial sums (split 0 with the bias), which
+// reduce_splits adds in split order into p.out.
+cudaError_t run_pass(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec, const PassWorkspace& ws) {
+  if (ws.plan.splits > 1) p.ws = ws.partial, p.ws_split_stride = ws.outputs;
+  const cudaError_t err = run_igemm(dt, allow_tf32, p, stream, vec, ws.plan);
+  if (err != cudaSuccess || ws.plan.splits <= 1) return err;
+  return conv::reduce_splits(dt, ws.partial, ws.plan.splits, ws.outputs, p.out, stream);
 }
 
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
@@ -312,14 +379,14 @@ size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvL
   switch (pass) {
     case ConvPass::kForward:
     case ConvPass::kBackwardInput:
-      return vec_workspace(pass, dt, s, layout, allow_tf32);
+      return split_bytes(dt, window_plan(pass, s), pass_outputs(pass, s)) +
+             vec_workspace(pass, dt, s, layout, allow_tf32);
     case ConvPass::kBackwardWeight: {
       if (is_depthwise(s)) {
         const int64_t outputs = s.K * s.R * s.S;
         return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, outputs)) * outputs * acc;
       }
-      const WgradPlan plan = wgrad_plan(s);
-      return wgrad_split_bytes(dt, s, plan) + vec_wgrad_bytes(dt, s, layout);
+      return split_bytes(dt, wgrad_plan(s), pass_outputs(pass, s)) + vec_wgrad_bytes(dt, s, layout);
     }
     case ConvPass::kBackwardBias:
       return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, s.K)) * size_t(s.K) * acc;
@@ -332,26 +399,30 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
                            cudaStream_t stream) {
   if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_forward(dt, conv::make_direct(s, layout), x, w, bias, y, stream);
-  const size_t need = conv2d_workspace_bytes(ConvPass::kForward, dt, s, layout, allow_tf32);
-  if (vec_usable(need, workspace, workspace_bytes, x, layout)) {
+  const PassWorkspace ws = pass_workspace(window_plan(ConvPass::kForward, s), dt, pass_outputs(ConvPass::kForward, s),
+                                          workspace, workspace_bytes);
+  const size_t vec_need = vec_workspace(ConvPass::kForward, dt, s, layout, allow_tf32);
+  const bool vec = vec_usable(vec_need, ws.rest, ws.rest_bytes, x, layout);
+  IgemmParams p;
+  if (vec) {
     // A = x in NHWC, B = the weight as KRSC (reduction order (r, s, c) in both); y written in the caller's layout.
-    char* ws = static_cast<char*>(workspace);
     const int64_t cg = s.C / s.groups;
-    cudaError_t err = conv::transpose_batched(dt, w, ws, s.K, cg, s.R * s.S, stream);
+    cudaError_t err = conv::transpose_batched(dt, w, ws.rest, s.K, cg, s.R * s.S, stream);
     const void* xa = nullptr;
     if (err == cudaSuccess)
-      err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout, ws + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)),
-                        xa, stream);
+      err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout,
+                        ws.rest + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)), xa, stream);
     if (err != cudaSuccess) return err;
-    IgemmParams p = conv::make_igemm(conv::kFwd, s, ConvLayout::kNHWC);
+    p = conv::make_igemm(conv::kFwd, s, ConvLayout::kNHWC);
     strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
-    p.A = xa, p.B = ws, p.bias = bias, p.out = y;
+    p.A = xa, p.B = ws.rest;
     p.wK = cg * s.R * s.S, p.wR = s.S * cg, p.wS = cg, p.wC = 1;
-    return run_igemm(dt, allow_tf32, p, stream, /*vec=*/true);
+  } else {
+    p = conv::make_igemm(conv::kFwd, s, layout);
+    p.A = x, p.B = w;
   }
-  IgemmParams p = conv::make_igemm(conv::kFwd, s, layout);
-  p.A = x, p.B = w, p.bias = bias, p.out = y;
-  return run_igemm(dt, allow_tf32, p, stream);
+  p.bias = bias, p.out = y;
+  return run_pass(dt, allow_tf32, p, stream, vec, ws);
 }
 
 cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, const void* w,
@@ -359,35 +430,37 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
                                   size_t workspace_bytes, cudaStream_t stream) {
   if (!conv_supported(s) || !dy || !w || !dx) return cudaErrorInvalidValue;
   if (is_depthwise(s)) return conv::depthwise_backward_input(dt, conv::make_direct(s, layout), dy, w, bias, dx, stream);
-  const size_t need = conv2d_workspace_bytes(ConvPass::kBackwardInput, dt, s, layout, allow_tf32);
+  const PassWorkspace ws = pass_workspace(window_plan(ConvPass::kBackwardInput, s), dt,
+                                          pass_outputs(ConvPass::kBackwardInput, s), workspace, workspace_bytes);
+  const size_t vec_need = vec_workspace(ConvPass::kBackwardInput, dt, s, layout, allow_tf32);
   // The vector path: A = dy in NHWC, B = the weight as per-group CRSK (reduction order (r, s, k) in both); dx
   // written in the caller's layout.
-  const bool vec = vec_usable(need, workspace, workspace_bytes, dy, layout);
+  const bool vec = vec_usable(vec_need, ws.rest, ws.rest_bytes, dy, layout);
   const int64_t cg = s.C / s.groups, kg = s.K / s.groups;
   const void* dya = dy;
   if (vec) {
-    char* ws = static_cast<char*>(workspace);
-    cudaError_t err = conv::transpose_batched(dt, w, ws, s.groups, kg, cg * s.R * s.S, stream);
+    cudaError_t err = conv::transpose_batched(dt, w, ws.rest, s.groups, kg, cg * s.R * s.S, stream);
     if (err == cudaSuccess)
-      err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout, ws + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)),
-                        dya, stream);
+      err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout,
+                        ws.rest + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)), dya, stream);
     if (err != cudaSuccess) return err;
   }
-  auto run = [&](IgemmParams p) {
+  auto prepare = [&](IgemmParams p) {
     p.A = dya, p.B = w, p.bias = bias, p.out = dx;
     if (vec) {
       strides(s, layout, s.C, s.H, s.W, p.xN, p.xC, p.xH, p.xW);
-      p.B = workspace, p.wK = 1, p.wS = kg, p.wR = s.S * kg, p.wC = s.R * s.S * kg, p.wG = cg * s.R * s.S * kg;
+      p.B = ws.rest, p.wK = 1, p.wS = kg, p.wR = s.S * kg, p.wC = s.R * s.S * kg, p.wG = cg * s.R * s.S * kg;
     }
-    return run_igemm(dt, allow_tf32, p, stream, vec);
+    return p;
   };
   const ConvLayout gemm_layout = vec ? ConvLayout::kNHWC : layout;
-  if (s.stride_h == 1 && s.stride_w == 1) return run(conv::make_igemm(conv::kDgrad, s, gemm_layout));
-  for (int a = 0; a < s.stride_h; ++a)
+  if (s.stride_h == 1 && s.stride_w == 1)
+    return run_pass(dt, allow_tf32, prepare(conv::make_igemm(conv::kDgrad, s, gemm_layout)), stream, vec, ws);
+  for (int a = 0; a < s.stride_h; ++a)  // (window_plan does not split the phases)
     for (int b = 0; b < s.stride_w; ++b) {
       const IgemmParams p = conv::make_dgrad_phase(s, gemm_layout, a, b);
       if (p.M == 0) continue;
-      const cudaError_t err = run(p);
+      const cudaError_t err = run_igemm(dt, allow_tf32, prepare(p), stream, vec);
       if (err != cudaSuccess) return err;
     }
   return cudaSuccess;
@@ -404,35 +477,24 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
     return conv::depthwise_backward_weight(dt, conv::make_direct(s, layout), dy, x, dw, workspace, splits, stream);
   }
   const bool transposed = s.K / s.groups <= conv::kNarrowMaxCols;
-  const WgradPlan plan = wgrad_plan(s);
+  const PassWorkspace ws = pass_workspace(wgrad_plan(s), dt, pass_outputs(ConvPass::kBackwardWeight, s), workspace,
+                                          workspace_bytes);
   // The vector path (16-bit; dy and x in NHWC, the NCHW ones transposed after the partial sums).
-  const size_t split_bytes = wgrad_split_bytes(dt, s, plan);
   const bool vec = vec_wgrad_eligible(dt, s) && arch::compute_capability_major() >= 8 &&
                    (layout == ConvLayout::kNCHW || (reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
                                                     reinterpret_cast<uintptr_t>(x) % 16 == 0));
   const void* dya = dy;
   const void* xa = x;
   if (vec && layout == ConvLayout::kNCHW) {
-    char* at = static_cast<char*>(workspace) + split_bytes;
-    cudaError_t err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout, at, dya, stream);
+    cudaError_t err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout, ws.rest, dya, stream);
     if (err == cudaSuccess)
-      err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout, at + round256(size_t(s.N * s.K * s.P * s.Q) * elem_bytes(dt)),
-                        xa, stream);
+      err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout,
+                        ws.rest + round256(size_t(s.N * s.K * s.P * s.Q) * elem_bytes(dt)), xa, stream);
     if (err != cudaSuccess) return err;
   }
   IgemmParams p = conv::make_igemm(transposed ? conv::kWgradT : conv::kWgrad, s, vec ? ConvLayout::kNHWC : layout);
   p.A = transposed ? xa : dya, p.B = transposed ? dya : xa, p.out = dw;
-  int bm, bn, bk;
-  conv::igemm_tiles(dt, dt == DType::kFloat32 && allow_tf32 && arch::compute_capability_major() >= 8, bm, bn, bk);
-  if (plan.splits > 1) {
-    p.splits = plan.splits;
-    p.ktiles_per_split = static_cast<int>(plan.chunk / bk);
-    p.ws = workspace;
-    p.ws_split_stride = s.K * (s.C / s.groups) * s.R * s.S;
-  }
-  cudaError_t err = run_igemm(dt, allow_tf32, p, stream, vec);
-  if (err != cudaSuccess || plan.splits <= 1) return err;
-  return conv::reduce_splits(dt, workspace, plan.splits, p.ws_split_stride, dw, stream);
+  return run_pass(dt, allow_tf32, p, stream, vec, ws);
 }
 
 cudaError_t conv2d_backward_bias(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, void* db,

@@ -64,7 +64,7 @@ template <typename T, bool kNarrow, int kPass> struct VecSmem {
 // elements).  dy is NHWC and dense, so pixel kk of a dy row is kk * K elements on: no entry.  The x entries (offset
 // and window origin) of a k-tile's pixels are built once by BK threads into a two-slot table, one k-tile ahead of
 // their use, under the loop's one barrier; the row entries stay in registers.  Split-K as for the element gather
-// (grid.z = groups x splits, partial tiles to the workspace).
+// (grid.z = groups x splits, partial tiles to the workspace), which every pass may take.
 template <typename T, bool kNarrow, int kPass>
 __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::kMinBlocks)
     conv_igemm_vec_kernel(const IgemmParams p) {
@@ -350,12 +350,9 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
         if (m0 + r >= p.M || n0 + c >= p.Ncol) continue;
         float x = acc[i][j][v];
         const long long off = row_out[r] + col_out[c];
-        if (to_ws) {
-          static_cast<float*>(p.ws)[split * p.ws_split_stride + off] = x;
-          continue;
-        }
-        if (bias) x += to_compute(bias[bias_base + n0 + c]);
-        static_cast<T*>(p.out)[off] = from_compute<T>(x);
+        if (bias && (!to_ws || split == 0)) x += to_compute(bias[bias_base + n0 + c]);  // split-K: once, in split 0
+        if (to_ws) static_cast<float*>(p.ws)[split * p.ws_split_stride + off] = x;
+        else static_cast<T*>(p.out)[off] = from_compute<T>(x);
       }
 }
 
