@@ -26,8 +26,7 @@
 //   narrow tiles fit it.
 //   Split-K (split_plan): backward-weight splits its N*P*Q reduction when the output tiles alone would not fill
 //   the GPU; forward and stride-1 backward-input split reductions longer than 512 of an underfilled grid.  Each
-//   split writes its partial tile to the workspace (split 0 with the bias), reduce_splits adds them in split
-//   order.  The plan depends on the shape only (not on the device or the tile configuration), so a result is
+//   split writes its partial tile to the workspace, reduce_splits adds them in split order (and the bias).  The plan depends on the shape only (not on the device or the tile configuration), so a result is
 //   bitwise reproducible run to run and between GPUs running the same kernel.
 //   Bias gradient: conv_direct.cu's two-pass reduction.
 #include <algorithm>
@@ -220,13 +219,15 @@ PassWorkspace pass_workspace(const SplitPlan& plan, DType dt, int64_t outputs, v
   return w;
 }
 
-// Runs the implicit GEMM of p with ws's split plan: the splits write partial sums (split 0 with the bias), which
-// reduce_splits adds in split order into p.out.
-cudaError_t run_pass(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec, const PassWorkspace& ws) {
-  if (ws.plan.splits > 1) p.ws = ws.partial, p.ws_split_stride = ws.outputs;
+// Runs the implicit GEMM of p with ws's split plan: the splits write partial sums, which reduce_splits adds in
+// split order into p.out, with the bias (channels: the output's; inner: its plane in NCHW, 1 in NHWC).
+cudaError_t run_pass(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t stream, bool vec, const PassWorkspace& ws,
+                     int64_t channels = 0, int64_t inner = 1) {
+  const void* bias = p.bias;
+  if (ws.plan.splits > 1) p.ws = ws.partial, p.ws_split_stride = ws.outputs, p.bias = nullptr;
   const cudaError_t err = run_igemm(dt, allow_tf32, p, stream, vec, ws.plan);
   if (err != cudaSuccess || ws.plan.splits <= 1) return err;
-  return conv::reduce_splits(dt, ws.partial, ws.plan.splits, ws.outputs, p.out, stream);
+  return conv::reduce_splits(dt, ws.partial, ws.plan.splits, ws.outputs, p.out, stream, bias, channels, inner);
 }
 
 bool check_workspace(size_t need, const void* ws, size_t bytes) { return need == 0 || (ws != nullptr && bytes >= need); }
@@ -422,7 +423,7 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
     p.A = x, p.B = w;
   }
   p.bias = bias, p.out = y;
-  return run_pass(dt, allow_tf32, p, stream, vec, ws);
+  return run_pass(dt, allow_tf32, p, stream, vec, ws, s.K, layout == ConvLayout::kNCHW ? s.P * s.Q : 1);
 }
 
 cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layout, const void* dy, const void* w,
@@ -455,7 +456,8 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
   };
   const ConvLayout gemm_layout = vec ? ConvLayout::kNHWC : layout;
   if (s.stride_h == 1 && s.stride_w == 1)
-    return run_pass(dt, allow_tf32, prepare(conv::make_igemm(conv::kDgrad, s, gemm_layout)), stream, vec, ws);
+    return run_pass(dt, allow_tf32, prepare(conv::make_igemm(conv::kDgrad, s, gemm_layout)), stream, vec, ws, s.C,
+                    layout == ConvLayout::kNCHW ? s.H * s.W : 1);
   for (int a = 0; a < s.stride_h; ++a)  // (window_plan does not split the phases)
     for (int b = 0; b < s.stride_w; ++b) {
       const IgemmParams p = conv::make_dgrad_phase(s, gemm_layout, a, b);

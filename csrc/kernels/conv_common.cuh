@@ -192,7 +192,9 @@ cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void*
 cudaError_t transpose_batched(DType dt, const void* in, void* out, int64_t batch, int64_t I, int64_t J,
                               cudaStream_t stream);
 // out[i] = sum over s < splits, in order, of ws[s * n + i] (accumulator type of dt), cast to dt.
-cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream);
+// With bias (one per channel): out[i] also gets bias[(i / inner) % channels] (NCHW: inner = the plane, NHWC: 1).
+cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream,
+                          const void* bias = nullptr, int64_t channels = 0, int64_t inner = 1);
 
 // Accumulator size in bytes: double for float64, float otherwise.
 inline size_t acc_bytes(DType dt) { return dt == DType::kFloat64 ? 8 : 4; }

@@ -145,12 +145,15 @@ __global__ void __launch_bounds__(kReduceThreads) bias_nhwc_kernel(const DirectA
 
 template <typename T>
 __global__ void __launch_bounds__(kDirectThreads) reduce_splits_kernel(const typename AccOf<T>::type* __restrict__ ws,
-                                                                       int splits, long long n, T* __restrict__ out) {
+                                                                       int splits, long long n, T* __restrict__ out,
+                                                                       const T* __restrict__ bias, long long channels,
+                                                                       long long inner) {
   using A = typename AccOf<T>::type;
   for (long long i = blockIdx.x * static_cast<long long>(kDirectThreads) + threadIdx.x; i < n;
        i += static_cast<long long>(gridDim.x) * kDirectThreads) {
     A total = ws[i];
     for (int s = 1; s < splits; ++s) total += ws[s * n + i];
+    if (bias) total += static_cast<A>(to_compute(bias[(i / inner) % channels]));
     out[i] = from_compute<T>(static_cast<typename Compute<T>::type>(total));
   }
 }
@@ -248,14 +251,17 @@ cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void*
   });
 }
 
-cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream) {
+cudaError_t reduce_splits(DType dt, const void* ws, int splits, int64_t n, void* out, cudaStream_t stream,
+                          const void* bias, int64_t channels, int64_t inner) {
   if (n <= 0) return cudaSuccess;
+  if (bias && (channels < 1 || inner < 1)) return cudaErrorInvalidValue;
   const unsigned blocks = arch::grid_1d(n, kDirectThreads, 1, 0, kMaxGridStrideBlocks);
   return dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     using A = typename AccOf<T>::type;
     return arch::launch<reduce_splits_kernel<T>>(blocks, kDirectThreads, 0, stream, static_cast<const A*>(ws), splits,
-                                                 n, static_cast<T*>(out));
+                                                 n, static_cast<T*>(out), static_cast<const T*>(bias),
+                                                 static_cast<long long>(channels), static_cast<long long>(inner));
   });
 }
 

@@ -23,7 +23,8 @@
 //   reads its operands of one reduction index with four 16-byte shared loads; the thread index that runs along
 //   the output's contiguous dimension is chosen at run time so that the stores coalesce;
 // * epilogue: each thread writes its accumulators straight to the output (64-bit offsets from the row and column
-//   entries), adding the bias, or, with split-K, to its split's slice of the workspace (split 0 adding the bias).
+//   entries), adding the bias, or, with split-K, to its split's slice of the workspace (reduce_splits adds the
+//   slices and the bias).
 #pragma once
 
 #include <cstdint>
@@ -321,9 +322,12 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
   auto store_out = [&](int r, int c, Acc v) {
     if (m0 + r >= p.M || n0 + c >= p.Ncol) return;
     const long long off = row_out[r] + col_out[c];
-    if (bias && (!to_ws || split == 0)) v += to_compute(bias[bias_base + n0 + c]);  // split-K: once, in split 0
-    if (to_ws) static_cast<Acc*>(p.ws)[split * p.ws_split_stride + off] = v;
-    else static_cast<T*>(p.out)[off] = from_compute<T>(v);
+    if (to_ws) {  // split-K partial sums (the bias comes with their reduction)
+      static_cast<Acc*>(p.ws)[split * p.ws_split_stride + off] = v;
+      return;
+    }
+    if (bias) v += to_compute(bias[bias_base + n0 + c]);
+    static_cast<T*>(p.out)[off] = from_compute<T>(v);
   };
 
   if constexpr (Op == kOpSimt) {

@@ -350,9 +350,12 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
         if (m0 + r >= p.M || n0 + c >= p.Ncol) continue;
         float x = acc[i][j][v];
         const long long off = row_out[r] + col_out[c];
-        if (bias && (!to_ws || split == 0)) x += to_compute(bias[bias_base + n0 + c]);  // split-K: once, in split 0
-        if (to_ws) static_cast<float*>(p.ws)[split * p.ws_split_stride + off] = x;
-        else static_cast<T*>(p.out)[off] = from_compute<T>(x);
+        if (to_ws) {  // split-K partial sums (the bias comes with their reduction)
+          static_cast<float*>(p.ws)[split * p.ws_split_stride + off] = x;
+          continue;
+        }
+        if (bias) x += to_compute(bias[bias_base + n0 + c]);
+        static_cast<T*>(p.out)[off] = from_compute<T>(x);
       }
 }
 
