@@ -1,8 +1,9 @@
 // The vector implicit-GEMM convolution: forward and backward-input when 16 bytes of the reduction are contiguous in
-// both operands (8 channels of float16 / bfloat16, 4 of float32 run as TF32).  conv.cu brings the operands there:
-// the weight is transposed once per call (KRSC for forward, per-group CRSK for backward-input) and an NCHW
-// activation is transposed to NHWC by a bandwidth-bound kernel (as cuDNN does); the output is written in the
-// caller's layout directly.  Included by conv_igemm_tc.cu.
+// both operands (8 channels of float16 / bfloat16, 4 of float32 run as TF32), and 16-bit backward-weight when 8
+// consecutive GEMM rows are (below, kVecWgrad / kVecWgradT).  conv.cu brings the operands there: the weight is
+// transposed once per call (KRSC for forward, per-group CRSK for backward-input) and NCHW activations are
+// transposed to NHWC by a bandwidth-bound kernel (as cuDNN does); the output is written in the caller's layout
+// directly, or, with split-K, as partial sums to the workspace.  Included by conv_igemm_tc.cu.
 //
 // Strategy (the GEMM and its entries are conv_common.cuh's; what differs from the element gather of
 // conv_igemm.cuh is how a k-tile reaches the tensor cores):
@@ -11,13 +12,13 @@
 //   8 MMAs and one of B 4.  (A 128 x 64 tile of 4 warps of 64 x 32 would issue 3.7 instructions per MMA in its main
 //   loop instead of 2.9: the copies and the reduction entry are per k-tile, the MMAs per warp tile.)
 // * a k-tile is 64 bytes of the reduction per row, four 16-byte chunks.  Thread t always copies chunk t % 4 of rows
-//   t / 4 + (threads / 4) i, so it needs one reduction entry per k-tile (two multiply-shift divisions and the affine form of
-//   IgemmParams::ka, 32-bit, in registers: no table) and keeps its rows' pointers in registers;
+//   t / 4 + (threads / 4) i, so it needs one reduction entry per k-tile (two multiply-shift divisions and the
+//   affine form of IgemmParams::ka, 32-bit, in registers: no table) and keeps its rows' pointers in registers;
 // * global -> shared with cp.async.cg (16 bytes, zero-filled where the window leaves the tensor or the GEMM ends),
 //   kStages = 4 stages in flight: the loop waits with cp.async.wait_group kStages - 2, so three k-tiles are on
 //   their way while one is computed; one __syncthreads per k-tile (it also frees the stage the next copies go to);
 // * shared layout: a stage is A[BM][64 bytes] then B[BN][64 bytes], rows of four chunks with the chunk index XORed
-//   with bits 1-2 of the row (swizzle()): the 8 rows an ldmatrix phase reads and the 8 chunks a cp.async phase
+//   with bits 1-2 of the row (vec_swizzle()): the 8 rows an ldmatrix phase reads and the 8 chunks a cp.async phase
 //   writes fall in 8 different 16-byte bank groups, so neither conflicts, with no padding;
 // * fragments with ldmatrix.x4: one instruction gives a whole 16 x 16 A fragment (16-bit) or 16 x 8 (TF32), or two
 //   8-column B fragments.  TF32 operands go to the tensor core as stored, not rounded to TF32 first: the tensor
