@@ -293,8 +293,10 @@ def test_short_names():
             == "conv_igemm f32 tf32 narrow cp.async")
     assert (K.short_name("void deepops::conv::conv_igemm_vec_kernel<__nv_bfloat16, true, 2>"
                          "(deepops::conv::IgemmParams)") == "conv_igemm bf16 mma narrow cp.async dwT")
-    assert (K.short_name("void deepops::conv::conv_igemm_kernel<float, 2, true>(deepops::conv::IgemmParams)")
+    assert (K.short_name("void deepops::conv::conv_igemm_kernel<float, 2, true, 0>(deepops::conv::IgemmParams)")
             == "conv_igemm f32 tf32 narrow")
+    assert (K.short_name("void deepops::conv::conv_igemm_kernel<double, 0, false, 3>(deepops::conv::IgemmParams)")
+            == "conv_igemm f64 fma wide map:rows,rows")
     assert (K.short_name("void deepops::(anonymous namespace)::fwd_nhwc<__nv_bfloat16, long, 8, true>"
                          "(__nv_bfloat16 const*, __nv_bfloat16*, long*, deepops::Pool2dShape, long)")
             == "fwd_nhwc<bf16, i64, 8, true>")
@@ -319,18 +321,18 @@ def test_every_dynamic_shared_kernel_has_its_launcher_size():
     os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include", "cuda_fp16.h")),
     reason="needs a C++ compiler and the CUDA headers")
 def test_dynamic_smem_table_from_the_sources():
-    table, why = K.dynamic_smem_table({"deepops::conv::conv_igemm_kernel": [["__half", "1", "false"],
-                                                                           ["float", "0", "false"]],
+    table, why = K.dynamic_smem_table({"deepops::conv::conv_igemm_kernel": [["__half", "1", "false", "0"],
+                                                                           ["float", "0", "false", "1"]],
                                        "deepops::conv::conv_igemm_vec_kernel": [["__half", "false", "0"],
                                                                                ["float", "true", "0"],
                                                                                ["__half", "false", "1"]]}, ROOT)
     assert why is None
     # wide 16-bit gather tile: tables (128 + 128) x 16 + 2 x 32 x 2 x 16 + 256 x 8 = 8192, stages 2 x 2 x 128 x 40 x
     # 2 bytes = 40960: 49152 (the docs' 48 KiB)
-    assert table[("deepops::conv::conv_igemm_kernel", ("__half", "1", "false"))] == 49152
+    assert table[("deepops::conv::conv_igemm_kernel", ("__half", "1", "false", "0"))] == 49152
     # FFMA tile 128 x 128 x 32: tables (128 + 128) x 16 + 2 x 32 x 2 x 16 + 256 x 8 = 8192, stages 2 x 32 x (132 +
     # 132) x 4 = 67584: 75776
-    assert table[("deepops::conv::conv_igemm_kernel", ("float", "0", "false"))] == 75776
+    assert table[("deepops::conv::conv_igemm_kernel", ("float", "0", "false", "1"))] == 75776
     # vector kernel: output offsets (128 + 128) x 8 = 2048, 4 stages of (128 + 128) rows x 64 bytes = 65536: 67584;
     # narrow (128 + 64) x 8 = 1536 + 4 x 192 x 64 = 49152: 50688
     assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false", "0"))] == 67584

@@ -115,7 +115,10 @@ struct IgemmParams {
 // kWarpsN: warp layout of the tensor-core tiles; kMinBlocks: the launch-bounds occupancy target (registers <=
 // 65536 / (kThreads * kMinBlocks)).  The "narrow" tensor-core tiles (BN = 64) take GEMMs with <= 64 columns (64
 // output channels: first layers, ResNet's first stage), where the 128-wide tile would waste half its MMAs.
-struct TileSimtF32 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
+// TileSimtF32 runs one block of 8 warps per SM (164-167 registers on sm_90): its 8 x 8 micro-tile gives 64
+// independent FFMA chains per thread, enough to keep the FMA pipes busy with 2 warps per scheduler, and a register
+// bound of 128 spilled in the main loop.
+struct TileSimtF32 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 1; };
 struct TileSimtF64 { static constexpr int BM = 64, BN = 64, BK = 16, kThreads = 256, kWarpsM = 0, kWarpsN = 0, kMinBlocks = 2; };
 struct TileMma16 { static constexpr int BM = 128, BN = 128, BK = 32, kThreads = 256, kWarpsM = 2, kWarpsN = 4, kMinBlocks = 1; };
 struct TileMma16Narrow { static constexpr int BM = 128, BN = 64, BK = 32, kThreads = 256, kWarpsM = 4, kWarpsN = 2, kMinBlocks = 2; };

@@ -239,7 +239,17 @@ __host__ __device__ __forceinline__ T gather_window(const T* __restrict__ base, 
 }
 
 // ------------------------------------------------------------------------------------------------ the kernel
-template <typename T, int Op, bool kNarrow>
+// The load mapping of a kernel: read per launch from a_kfast / b_kfast (the tensor-core gather: a fallback), or
+// fixed at compile time (the FFMA / DFMA kernels, one instantiation per combination that make_igemm produces, so
+// that no gathered element pays a select for it).
+enum LoadMap : int {
+  kMapRuntime = 0,
+  kMapRowsK = 1,     // A rows-fast, B k-fast: NCHW forward / backward-input
+  kMapKK = 2,        // both k-fast: NHWC forward / backward-input, NCHW backward-weight
+  kMapRowsRows = 3,  // both rows-fast: NHWC backward-weight
+};
+
+template <typename T, int Op, bool kNarrow, int kMap = kMapRuntime>
 __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T, Op, kNarrow>::kMinBlocks)
     conv_igemm_kernel(const IgemmParams p) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
@@ -278,8 +288,10 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
 
   // Register stage of the next k-tile; element e of this thread is (row, kk) of the tile per the load mapping.
   T ra[EA], rb[EB];
-  auto a_coord = [&](int e, int& row, int& kk) { tile_coord<BM, BK, kThreads>(p.a_kfast, tid, e, row, kk); };
-  auto b_coord = [&](int e, int& row, int& kk) { tile_coord<BN, BK, kThreads>(p.b_kfast, tid, e, row, kk); };
+  const bool a_kfast = kMap == kMapRuntime ? p.a_kfast : kMap == kMapKK;
+  const bool b_kfast = kMap == kMapRuntime ? p.b_kfast : kMap != kMapRowsRows;
+  auto a_coord = [&](int e, int& row, int& kk) { tile_coord<BM, BK, kThreads>(a_kfast, tid, e, row, kk); };
+  auto b_coord = [&](int e, int& row, int& kk) { tile_coord<BN, BK, kThreads>(b_kfast, tid, e, row, kk); };
   auto load_tile = [&](int stage) {
     const Entry* kt = ktab + stage * 2 * BK;
 #pragma unroll
@@ -483,11 +495,11 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
 }
 
 // Launch of one instantiation over p's grid.
-template <typename T, int Op, bool kNarrow>
+template <typename T, int Op, bool kNarrow, int kMap = kMapRuntime>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
   constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
-  constexpr auto kernel = conv_igemm_kernel<T, Op, kNarrow>;
+  constexpr auto kernel = conv_igemm_kernel<T, Op, kNarrow, kMap>;
   cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);  // once per device, not per launch
   if (err != cudaSuccess) return err;
   const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;

@@ -455,6 +455,7 @@ def kernel_template(demangled: str) -> tuple[str, list[str]]:
 _TYPES = {"__half": "f16", "__nv_bfloat16": "bf16", "float": "f32", "double": "f64", "long": "i64", "int": "i32",
           "unsigned int": "u32", "unsigned long": "u64", "long long": "i64", "unsigned char": "u8", "bool": "bool"}
 _CONV_OPS = {"0": "fma", "1": "mma", "2": "tf32"}  # OpKind of conv_igemm.cuh
+_CONV_MAPS = {"1": "map:rows,k", "2": "map:k,k", "3": "map:rows,rows"}  # LoadMap of conv_igemm.cuh (0: per launch)
 
 
 def _short_arg(a: str) -> str:
@@ -470,14 +471,16 @@ def _short_arg(a: str) -> str:
 
 def short_name(demangled: str, max_args: int = 4) -> str:
     """A readable kernel name: the template without namespaces, its first arguments abbreviated; the implicit-GEMM
-    convolution as 'conv_igemm <dtype> <fma|mma|tf32> <wide|narrow>' (the element gather) and 'conv_igemm <dtype>
+    convolution as 'conv_igemm <dtype> <fma|mma|tf32> <wide|narrow> [map:A,B]' (the element gather; the map: which
+    side of A and B neighbouring threads load, when fixed at compile time) and 'conv_igemm <dtype>
     <mma|tf32> <wide|narrow> cp.async [dw|dwT]' (the 16-byte vector kernel; dw: backward-weight dw = dy x, dwT:
     dw^T = x^T dy)."""
     name, args = kernel_template(demangled)
     base = name.rsplit("::", 1)[-1]
-    if base == "conv_igemm_kernel" and len(args) == 3:
-        t, op, narrow = args
+    if base == "conv_igemm_kernel" and len(args) in (3, 4):
+        t, op, narrow = args[:3]
         parts = [_TYPES.get(t, t), _CONV_OPS.get(op, op), "narrow" if narrow == "true" else "wide"]
+        parts += [_CONV_MAPS[args[3]]] if len(args) == 4 and args[3] in _CONV_MAPS else []
         return "conv_igemm " + " ".join(parts)
     if base == "conv_igemm_vec_kernel" and len(args) == 3:
         t, narrow, vec_pass = args
