@@ -288,10 +288,14 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
 
   // Register stage of the next k-tile; element e of this thread is (row, kk) of the tile per the load mapping.
   T ra[EA], rb[EB];
-  const bool a_kfast = kMap == kMapRuntime ? p.a_kfast : kMap == kMapKK;
-  const bool b_kfast = kMap == kMapRuntime ? p.b_kfast : kMap != kMapRowsRows;
-  auto a_coord = [&](int e, int& row, int& kk) { tile_coord<BM, BK, kThreads>(a_kfast, tid, e, row, kk); };
-  auto b_coord = [&](int e, int& row, int& kk) { tile_coord<BN, BK, kThreads>(b_kfast, tid, e, row, kk); };
+  // (p.a_kfast is read where it is used: held in a register for the whole kernel it made the narrow 16-bit gather
+  // spill at its 128-register bound)
+  auto a_coord = [&](int e, int& row, int& kk) {
+    tile_coord<BM, BK, kThreads>(kMap == kMapRuntime ? p.a_kfast : kMap == kMapKK, tid, e, row, kk);
+  };
+  auto b_coord = [&](int e, int& row, int& kk) {
+    tile_coord<BN, BK, kThreads>(kMap == kMapRuntime ? p.b_kfast : kMap != kMapRowsRows, tid, e, row, kk);
+  };
   auto load_tile = [&](int stage) {
     const Entry* kt = ktab + stage * 2 * BK;
 #pragma unroll
