@@ -360,7 +360,12 @@ def test_check_passes_within_ten_percent_and_fails_beyond():
 def test_check_fails_on_spills_and_lost_kernels():
     old = _report(kernels=("_Z4gemmPf", "_Z5otherv"))
     fails, _ = K.check(_report(spill=8, kernels=("_Z4gemmPf", "_Z5otherv")), old)
-    assert any("spill store bytes 0 -> 8" in m for m in fails)
+    assert any("spills 8 bytes stored" in m for m in fails)
+    # a spill fails even when the committed report already had it, and in a kernel the committed report lacks
+    fails, _ = K.check(_report(spill=8), _report(spill=8))
+    assert len(fails) == 1 and "no spills allowed" in fails[0]
+    fails, _ = K.check(_report(spill=4, kernels=("_Z3newv",)), _report(kernels=()))
+    assert any("_Z3newv: spills 4" in m for m in fails)
     fails, _ = K.check(_report(kernels=("_Z4gemmPf",)), old)
     assert fails == ["sm_90 _Z5otherv: kernel disappeared from the binary (_Z5otherv)"]
     lost = copy.deepcopy(old)
