@@ -328,7 +328,9 @@ template <int BR, int BK, int kThreads> static int check_tile_cover(const char* 
 // backward-input workspace is the partial sums alone (nonzero only when the pass is split).
 static int check_split_plans(const std::vector<Case>& all) {
   int bad = 0;
-  auto ws = [](ConvPass pass, const ConvShape& s) { return conv2d_workspace_bytes(pass, DType::kFloat64, s, ConvLayout::kNCHW); };
+  auto ws = [](ConvPass pass, const ConvShape& s) {
+    return conv2d_workspace_bytes(pass, DType::kFloat64, s, ConvLayout::kNCHW);
+  };
   for (const auto& cs : all) {
     const std::string name = cs.name;
     const bool fwd_split = ws(ConvPass::kForward, cs.s) > 0, dgrad_split = ws(ConvPass::kBackwardInput, cs.s) > 0;

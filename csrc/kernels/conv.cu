@@ -139,6 +139,14 @@ int vec_elems(DType dt, bool allow_tf32) {
 }
 size_t elem_bytes(DType dt) { return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : 2; }
 size_t round256(size_t n) { return (n + 255) / 256 * 256; }
+// An activation (N x C x H x W) transposed to NHWC in the vector path's workspace.
+size_t vec_copy_bytes(DType dt, int64_t N, int64_t C, int64_t H, int64_t W) {
+  return round256(size_t(N * C * H * W) * elem_bytes(dt));
+}
+// The weight transposed for the vector path, at the start of its part of the workspace.
+size_t vec_weight_bytes(DType dt, const ConvShape& s) {
+  return round256(size_t(s.K * (s.C / s.groups) * s.R * s.S) * elem_bytes(dt));
+}
 
 // The vector path's workspace: the weight transposed (KRSC for forward, per-group CRSK for backward-input), then,
 // for an NCHW operand A (x for forward, dy for backward-input), A transposed to NHWC.  0 when the path cannot take
@@ -149,22 +157,21 @@ size_t vec_workspace(ConvPass pass, DType dt, const ConvShape& s, ConvLayout lay
   if (pass == ConvPass::kBackwardWeight) return 0;  // vec_wgrad_eligible / vec_wgrad_bytes
   const int64_t red_channels = pass == ConvPass::kForward ? s.C / s.groups : s.K / s.groups;
   if (red_channels % e != 0) return 0;
-  const size_t es = elem_bytes(dt);
-  size_t bytes = round256(size_t(s.K * (s.C / s.groups) * s.R * s.S) * es);
+  size_t bytes = vec_weight_bytes(dt, s);
   if (layout == ConvLayout::kNCHW)
-    bytes += round256(size_t(pass == ConvPass::kForward ? s.N * s.C * s.H * s.W : s.N * s.K * s.P * s.Q) * es);
+    bytes += pass == ConvPass::kForward ? vec_copy_bytes(dt, s.N, s.C, s.H, s.W) : vec_copy_bytes(dt, s.N, s.K, s.P, s.Q);
   return bytes;
 }
 
 // Backward-weight's vector path: 16-bit only (ldmatrix.trans), 8 channels contiguous along both GEMM sides (K/g
 // and C/g multiples of 8).  Its workspace: NCHW dy and x transposed to NHWC, after the split-K partial sums.
 bool vec_wgrad_eligible(DType dt, const ConvShape& s) {
-  return (dt == DType::kFloat16 || dt == DType::kBFloat16) && !is_depthwise(s) && (s.K / s.groups) % 8 == 0 &&
-         (s.C / s.groups) % 8 == 0;
+  const int e = vec_elems(dt, /*allow_tf32=*/false);  // 8 for 16-bit, 0 for float32 / float64
+  return e != 0 && !is_depthwise(s) && (s.K / s.groups) % e == 0 && (s.C / s.groups) % e == 0;
 }
 size_t vec_wgrad_bytes(DType dt, const ConvShape& s, ConvLayout layout) {
   if (!vec_wgrad_eligible(dt, s) || layout == ConvLayout::kNHWC) return 0;
-  return round256(size_t(s.N * s.K * s.P * s.Q) * elem_bytes(dt)) + round256(size_t(s.N * s.C * s.H * s.W) * elem_bytes(dt));
+  return vec_copy_bytes(dt, s.N, s.K, s.P, s.Q) + vec_copy_bytes(dt, s.N, s.C, s.H, s.W);
 }
 
 // Whether the vector path runs: its workspace given, the device an sm_80+, the NHWC operand 16-byte aligned.
@@ -184,7 +191,6 @@ cudaError_t vec_operand(DType dt, const void* a, int64_t N, int64_t C, int64_t H
   return conv::transpose_batched(dt, a, at, N, C, H * W, stream);
 }
 
-// Bytes of backward-weight's split-K partial sums (0 without splits), at the start of its workspace.
 // Bytes of the split-K partial sums of an output of `outputs` elements (0 without splits), at the start of the
 // pass's workspace.
 size_t split_bytes(DType dt, const SplitPlan& plan, int64_t outputs) {
@@ -412,7 +418,7 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
     const void* xa = nullptr;
     if (err == cudaSuccess)
       err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout,
-                        ws.rest + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)), xa, stream);
+                        ws.rest + vec_weight_bytes(dt, s), xa, stream);
     if (err != cudaSuccess) return err;
     p = conv::make_igemm(conv::kFwd, s, ConvLayout::kNHWC);
     strides(s, layout, s.K, s.P, s.Q, p.yN, p.yC, p.yH, p.yW);
@@ -443,7 +449,7 @@ cudaError_t conv2d_backward_input(DType dt, const ConvShape& s, ConvLayout layou
     cudaError_t err = conv::transpose_batched(dt, w, ws.rest, s.groups, kg, cg * s.R * s.S, stream);
     if (err == cudaSuccess)
       err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout,
-                        ws.rest + round256(size_t(s.K * cg * s.R * s.S) * elem_bytes(dt)), dya, stream);
+                        ws.rest + vec_weight_bytes(dt, s), dya, stream);
     if (err != cudaSuccess) return err;
   }
   auto prepare = [&](IgemmParams p) {
@@ -491,7 +497,7 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
     cudaError_t err = vec_operand(dt, dy, s.N, s.K, s.P, s.Q, layout, ws.rest, dya, stream);
     if (err == cudaSuccess)
       err = vec_operand(dt, x, s.N, s.C, s.H, s.W, layout,
-                        ws.rest + round256(size_t(s.N * s.K * s.P * s.Q) * elem_bytes(dt)), xa, stream);
+                        ws.rest + vec_copy_bytes(dt, s.N, s.K, s.P, s.Q), xa, stream);
     if (err != cudaSuccess) return err;
   }
   IgemmParams p = conv::make_igemm(transposed ? conv::kWgradT : conv::kWgrad, s, vec ? ConvLayout::kNHWC : layout);

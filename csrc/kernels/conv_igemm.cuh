@@ -498,20 +498,26 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
   }
 }
 
+// Launch of an implicit-GEMM kernel (this file's or conv_igemm_vec.cuh's) over p's grid: (ceil(M / BM),
+// ceil(Ncol / BN), group_count * splits) blocks of `threads`, with `smem` bytes of dynamic shared memory.
+template <auto Kernel, int BM, int BN>
+cudaError_t launch_igemm_grid(const IgemmParams& p, int threads, size_t smem, cudaStream_t stream) {
+  cudaError_t err = arch::allow_dynamic_smem<Kernel>(smem);  // once per device, not per launch
+  if (err != cudaSuccess) return err;
+  const long long gx = (static_cast<long long>(p.M) + BM - 1) / BM;
+  const long long gy = (static_cast<long long>(p.Ncol) + BN - 1) / BN;
+  const long long gz = static_cast<long long>(p.group_count) * p.splits;
+  if (gx > INT_MAX || gy > arch::kMaxGridYZ || gz > arch::kMaxGridYZ) return cudaErrorInvalidValue;
+  return arch::launch<Kernel>(dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)),
+                              threads, smem, stream, p);
+}
+
 // Launch of one instantiation over p's grid.
 template <typename T, int Op, bool kNarrow, int kMap = kMapRuntime>
 cudaError_t launch_igemm_cfg(const IgemmParams& p, cudaStream_t stream) {
   using Cfg = IgemmCfg<T, Op, kNarrow>;
-  constexpr size_t smem = IgemmSmem<T, Op, kNarrow>::kBytes;
-  constexpr auto kernel = conv_igemm_kernel<T, Op, kNarrow, kMap>;
-  cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);  // once per device, not per launch
-  if (err != cudaSuccess) return err;
-  const long long gx = (static_cast<long long>(p.M) + Cfg::BM - 1) / Cfg::BM;
-  const long long gy = (static_cast<long long>(p.Ncol) + Cfg::BN - 1) / Cfg::BN;
-  const long long gz = static_cast<long long>(p.group_count) * p.splits;
-  if (gx > INT_MAX || gy > arch::kMaxGridYZ || gz > arch::kMaxGridYZ) return cudaErrorInvalidValue;
-  return arch::launch<kernel>(dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)),
-                              Cfg::kThreads, smem, stream, p);
+  return launch_igemm_grid<conv_igemm_kernel<T, Op, kNarrow, kMap>, Cfg::BM, Cfg::BN>(
+      p, Cfg::kThreads, IgemmSmem<T, Op, kNarrow>::kBytes, stream);
 }
 
 }  // namespace conv

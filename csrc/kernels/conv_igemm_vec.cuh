@@ -364,16 +364,8 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
 template <typename T, bool kNarrow, int kPass = kVecWindow>
 cudaError_t launch_igemm_vec(const IgemmParams& p, cudaStream_t stream) {
   using Tile = TileVec<kNarrow>;
-  constexpr size_t smem = VecSmem<T, kNarrow, kPass>::kBytes;
-  constexpr auto kernel = conv_igemm_vec_kernel<T, kNarrow, kPass>;
-  cudaError_t err = arch::allow_dynamic_smem<kernel>(smem);
-  if (err != cudaSuccess) return err;
-  const long long gx = (static_cast<long long>(p.M) + Tile::BM - 1) / Tile::BM;
-  const long long gy = (static_cast<long long>(p.Ncol) + Tile::BN - 1) / Tile::BN;
-  const long long gz = static_cast<long long>(p.group_count) * p.splits;
-  if (gx > INT_MAX || gy > arch::kMaxGridYZ || gz > arch::kMaxGridYZ) return cudaErrorInvalidValue;
-  return arch::launch<kernel>(dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy), static_cast<unsigned>(gz)),
-                              Tile::kThreads, smem, stream, p);
+  return launch_igemm_grid<conv_igemm_vec_kernel<T, kNarrow, kPass>, Tile::BM, Tile::BN>(
+      p, Tile::kThreads, VecSmem<T, kNarrow, kPass>::kBytes, stream);
 }
 
 }  // namespace conv
