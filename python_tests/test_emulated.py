@@ -8,7 +8,9 @@ emulator can check:
 * every op gives bitwise identical outputs under three thread orders within a block (forward, reverse, seeded
   shuffle): a missing barrier or a race between the threads of a block shows up as a difference;
 * the TF32 tensor-core path of float32 convolutions (off in the parity tests, as PyTorch's CPU never uses it);
-* the 64-bit index variants of max pooling, forced on small tensors.
+* the 64-bit index variants of max pooling, forced on small tensors;
+* a differential fuzz of the few-channel forward (conv_fewchan.cu: C <= 4, float16 / bfloat16 / TF32, which the
+  general fuzzers reach only on a GPU), against float64 on the operands as the tensor cores take them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def _layouts(x):
 def _conv_workload(dtype, tf32):
     """conv2d, its three gradients and conv_transpose2d on shapes that take every kernel: wide (K > 64) and narrow
     GEMMs, grouped, depthwise (multiplier 1 and 2), strided backward-input phases, split-K weight gradients, the
-    16-byte vector kernels (channel counts multiples of 8) and the element gather (3 or 4 channels per group)."""
+    16-byte vector kernels (channel counts multiples of 8), the element gather (3, 4 or 6 channels per group)
+    and the few-channel forward (C <= 4, groups 1)."""
     torch.backends.cudnn.allow_tf32 = tf32
     try:
         outs = []
@@ -50,7 +53,9 @@ def _conv_workload(dtype, tf32):
             (2, 16, 20, 20, 96, 3, 1, 1, 1),  # wide GEMM, split-K weight gradient, vector paths (C, K % 8 == 0)
             (2, 16, 9, 11, 16, 3, 2, 1, 1),  # narrow GEMM, strided backward-input, weight gradient dw^T = x^T dy
             (2, 8, 6, 6, 72, 1, 1, 0, 1),  # 1x1, K > 64 over C*R*S <= 64 columns: the narrow dw = dy x kernel
-            (2, 3, 10, 9, 72, 3, 1, 1, 1),  # C = 3 first layer: the element gather, wide (no 16-byte chunks)
+            (2, 3, 10, 9, 72, 3, 1, 1, 1),  # C = 3 first layer: the few-channel forward, gathered backwards
+            (1, 1, 9, 7, 8, 3, 2, 1, 1),  # C = 1: the few-channel forward with 2 channel slots
+            (1, 6, 7, 8, 72, 3, 1, 1, 1),  # C = 6: the element gather, wide (no 16-byte chunks)
             (1, 8, 7, 6, 16, 3, 1, 1, 2),  # grouped
             (2, 8, 24, 24, 8, 3, 1, 1, 8),  # depthwise, split reductions
             (1, 4, 6, 5, 8, 3, 1, 0, 4),  # depthwise multiplier 2
@@ -187,6 +192,55 @@ def test_tf32_tensor_cores():
     assert (exact.double() - ref).abs().max().item() < 1e-5 * scale
     err = (tf32.double() - ref).abs().max().item()
     assert 1e-6 * scale < err < 5e-3 * scale, err
+
+
+def _tf32(t):
+    """float32 rounded to TF32 as cvt.rna.tf32.f32 does: to a 10-bit mantissa, ties away from zero."""
+    b = t.to(torch.float32).contiguous().view(torch.int32)
+    return ((b + 0x1000) & -0x2000).view(torch.float32)
+
+
+try:
+    from hypothesis import assume, given, settings
+    from hypothesis import strategies as st
+except ImportError:  # hypothesis is a test extra
+    given = None
+
+if given is not None:
+    _pair = lambda lo, hi: st.tuples(st.integers(lo, hi), st.integers(lo, hi))  # noqa: E731
+
+    @settings(max_examples=int(os.environ.get("DEEPOPS_FEWCHAN_EXAMPLES", "30")), deadline=None)
+    @given(c=st.integers(1, 4), k=st.integers(1, 72), kernel=_pair(1, 5), stride=_pair(1, 3), dilation=_pair(1, 2),
+           padding=_pair(0, 3), h=st.integers(1, 10), w=st.integers(1, 75), n=st.integers(1, 2),
+           kind=st.sampled_from(["contiguous", "channels_last", "strided", "last_two_swapped"]),
+           dtype=st.sampled_from(["float16", "bfloat16", "tf32"]), bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
+    def test_fuzz_few_channel_forward(c, k, kernel, stride, dilation, padding, h, w, n, kind, dtype, bias, seed):
+        (r, s), (dh, dw) = kernel, dilation
+        assume(h + 2 * padding[0] >= dh * (r - 1) + 1 and w + 2 * padding[1] >= dw * (s - 1) + 1)
+        g = torch.Generator().manual_seed(seed)
+        x64 = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+        w64 = torch.randn(k, c, r, s, generator=g, dtype=torch.float64)
+        b64 = torch.randn(k, generator=g, dtype=torch.float64) if bias else None
+        tdt = torch.float32 if dtype == "tf32" else getattr(torch, dtype)
+        x, wt = x64.to(tdt), w64.to(tdt)
+        b = b64.to(tdt) if bias else None
+        # the reference sees the operands as the tensor cores do (TF32: rounded; the bias is added in float32)
+        xr, wr = (_tf32(x), _tf32(wt)) if dtype == "tf32" else (x, wt)
+        ref = F.conv2d(xr.double(), wr.double(), b.double() if bias else None, stride, padding, dilation)
+        emu = _emu()
+        emu.reset_kernel_launch_counts()
+        torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+        try:
+            y = deepops.conv2d(layout(x, kind), wt, b, stride, padding, dilation)
+        finally:
+            torch.backends.cudnn.allow_tf32 = False
+        assert any("conv_fewchan_kernel" in name for name in emu.kernel_launch_counts()), emu.kernel_launch_counts()
+        assert y.dtype == tdt and y.shape == ref.shape
+        # float32 accumulation, then one rounding to the output type
+        rtol = {"float16": 2**-10, "bfloat16": 2**-7, "tf32": 1e-6}[dtype]
+        scale = max(1.0, ref.abs().max().item())
+        err = (y.double() - ref).abs() - rtol * ref.abs()
+        assert err.max().item() <= 2e-6 * scale * (c * r * s) ** 0.5, (err.max().item(), scale)
 
 
 def test_pool_64bit_index_variant_matches():

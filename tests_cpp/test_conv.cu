@@ -13,7 +13,8 @@
 //    single-channel and 3-channel first layers, 1x1, non-square, a backward-weight with split-K, and GEMMs of
 //    more and of at most 64 columns (the wide and the narrow tensor-core tiles); in NHWC with C/groups % 8 == 0
 //    the 16-bit forward takes the cp.async vector path, and with stride 1, groups 1, K % 8 == 0 the 16-bit
-//    backward-input too.
+//    backward-input too; forward with C <= 4 and groups 1 in float16 / bfloat16 / TF32 takes the few-channel
+//    kernel (conv_fewchan.cu: several column tiles, channel blocks, strides, dilation; both channel-slot widths).
 //    The error bound is tol(dtype) * sum |terms| per output element.
 // Exit status: 0 pass, 1 failure, 77 (skipped) when the host part passes and there is no GPU.
 #include <algorithm>
@@ -126,6 +127,9 @@ static std::vector<Case> cases() {
       {"C=1 first layer", make(2, 1, 20, 18, 16, 5, 5, 1, 1, 2, 2, 1, 1, 1)},
       {"C=3 7x7 s2 p3", make(2, 3, 32, 30, 16, 7, 7, 2, 2, 3, 3, 1, 1, 1)},
       {"C=3 11x11 s4 p2", make(1, 3, 45, 45, 20, 11, 11, 4, 4, 2, 2, 1, 1, 1)},
+      {"C=2 3x3 d2, two column tiles", make(1, 2, 9, 70, 10, 3, 3, 1, 1, 2, 2, 2, 2, 1)},
+      {"C=4 3x2 s(1,3), two channel blocks", make(1, 4, 6, 140, 72, 3, 2, 1, 3, 1, 0, 1, 1, 1)},
+      {"C=3 5x5 s3 d2, five output rows", make(2, 3, 23, 17, 12, 5, 5, 3, 3, 2, 2, 2, 1, 1)},
       {"1x1", make(2, 40, 7, 9, 36, 1, 1, 1, 1, 0, 0, 1, 1, 1)},
       {"1x1 s2", make(2, 20, 9, 9, 18, 1, 1, 2, 2, 0, 0, 1, 1, 1)},
       {"1x1, K > 64, C*R*S <= 64", make(2, 8, 6, 5, 72, 1, 1, 1, 1, 0, 0, 1, 1, 1)},
@@ -605,14 +609,16 @@ int main() {
   std::printf("device checks: %d of %d configurations failed\n", failures, runs);
 #if defined(DEEPOPS_EMULATE)
   // both paths of every tensor-core dtype ran: the vector kernels (cp.async, ldmatrix; backward-weight with
-  // ldmatrix.trans, 16-bit) and the element gather
+  // ldmatrix.trans, 16-bit) and the element gather; and the few-channel kernels (2 and 4 channel slots)
   for (const char* want :
        {"conv_igemm_vec_kernel<__half, false, 0>", "conv_igemm_vec_kernel<__half, true, 0>",
         "conv_igemm_vec_kernel<__nv_bfloat16, false, 0>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 0>",
         "conv_igemm_vec_kernel<float, false, 0>", "conv_igemm_vec_kernel<float, true, 0>",
         "conv_igemm_vec_kernel<__half, false, 1>", "conv_igemm_vec_kernel<__half, true, 1>",
         "conv_igemm_vec_kernel<__half, true, 2>", "conv_igemm_vec_kernel<__nv_bfloat16, false, 1>",
-        "conv_igemm_vec_kernel<__nv_bfloat16, true, 1>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 2>"}) {
+        "conv_igemm_vec_kernel<__nv_bfloat16, true, 1>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 2>",
+        "conv_fewchan_kernel<__half, 2>", "conv_fewchan_kernel<__half, 4>", "conv_fewchan_kernel<__nv_bfloat16, 2>",
+        "conv_fewchan_kernel<__nv_bfloat16, 4>", "conv_fewchan_kernel<float, 2>", "conv_fewchan_kernel<float, 4>"}) {
     long long n = 0;
     for (const auto& kc : emu::kernel_launch_counts())
       if (kc.first.find(want) != std::string::npos) n += kc.second;

@@ -8,10 +8,12 @@
 //       float32 and allow_tf32 (cc >= 8.0)    tensor cores, mma m16n8k8 TF32
 //       float32 otherwise                     FFMA
 //       float64                               DFMA
-//     1x1 convolutions and few-channel first layers (C = 3) need no separate kernel here: the reduction index
-//     fuses (c, r, s), so a 1x1 convolution is a plain GEMM whose gather costs two shared loads and an add per
-//     element, and a 3-channel 7x7 layer is a GEMM with a reduction of 147, padded only to the next BK (not each
-//     channel to the MMA's k, which is where channel-vectorised kernels waste their work).
+//     1x1 convolutions need no separate kernel: the reduction index fuses (c, r, s), so a 1x1 convolution is a
+//     plain GEMM.
+//   Forward with C <= 4, groups 1 (first layers), float16 / bfloat16 / TF32 -> conv_fewchan.cu (before all of
+//     the above, C == 1 included): the input window in shared memory, fragments by one 32-bit shared load each,
+//     the weights in fragment order; no workspace.  Larger windows than its shared memory holds, float32 without
+//     TF32 and float64 take the paths above.
 //     Backward-input with a stride > 1 runs as stride_h * stride_w phase GEMMs (kDgradPhase): the dx pixels of
 //     one phase (h % stride_h, w % stride_w) are reached by a fixed subset of the taps, so each phase is a plain
 //     window GEMM over only those taps (no divisibility test, no products with the zeros a strided gather would
@@ -385,6 +387,8 @@ size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvL
   const size_t acc = conv::acc_bytes(dt);
   switch (pass) {
     case ConvPass::kForward:
+      if (conv::fewchan_takes(dt, allow_tf32, s, conv::make_direct(s, layout))) return 0;
+      [[fallthrough]];
     case ConvPass::kBackwardInput:
       return split_bytes(dt, window_plan(pass, s), pass_outputs(pass, s)) +
              vec_workspace(pass, dt, s, layout, allow_tf32);
@@ -405,7 +409,9 @@ cudaError_t conv2d_forward(DType dt, const ConvShape& s, ConvLayout layout, cons
                            const void* bias, void* y, bool allow_tf32, void* workspace, size_t workspace_bytes,
                            cudaStream_t stream) {
   if (!conv_supported(s) || !x || !w || !y) return cudaErrorInvalidValue;
-  if (is_depthwise(s)) return conv::depthwise_forward(dt, conv::make_direct(s, layout), x, w, bias, y, stream);
+  const conv::DirectParams dp = conv::make_direct(s, layout);
+  if (conv::fewchan_takes(dt, allow_tf32, s, dp)) return conv::fewchan_forward(dt, allow_tf32, dp, x, w, bias, y, stream);
+  if (is_depthwise(s)) return conv::depthwise_forward(dt, dp, x, w, bias, y, stream);
   const PassWorkspace ws = pass_workspace(window_plan(ConvPass::kForward, s), dt, pass_outputs(ConvPass::kForward, s),
                                           workspace, workspace_bytes);
   const size_t vec_need = vec_workspace(ConvPass::kForward, dt, s, layout, allow_tf32);

@@ -189,6 +189,12 @@ cudaError_t depthwise_backward_weight(DType dt, const DirectParams& p, const voi
                                       void* ws, int splits, cudaStream_t stream);
 cudaError_t bias_backward(DType dt, const DirectParams& p, const void* dy, void* db, void* ws, int splits,
                           cudaStream_t stream);
+// conv_fewchan.cu.  Forward with C <= 4 input channels and groups 1 (first layers) on the tensor cores: float16 /
+// bfloat16, and float32 as TF32 when allowed; sm_80+.  fewchan_takes: whether it takes shape s (p =
+// make_direct(s, layout)); fewchan_forward runs it (no workspace).
+bool fewchan_takes(DType dt, bool allow_tf32, const ConvShape& s, const DirectParams& p);
+cudaError_t fewchan_forward(DType dt, bool allow_tf32, const DirectParams& p, const void* x, const void* w,
+                            const void* bias, void* y, cudaStream_t stream);
 // out[b][j][i] = in[b][i][j] for a dense in of shape batch x I x J (float16, bfloat16, float32): NCHW -> NHWC (I = C, J = H*W)
 // and the weight layouts of the vector path (KCRS -> KRSC: batch K, I = C/g, J = R*S; per-group CRSK: batch
 // groups, I = K/g, J = C/g*R*S).  32 x 32 tiles through shared memory, both sides coalesced.

@@ -92,6 +92,12 @@ DYNAMIC_SMEM = {
         "header": "kernels/conv_igemm_vec.cuh",
         "launcher_source": ("csrc/kernels/conv_igemm_vec.cuh", "VecSmem<T, kNarrow, kPass>::kBytes"),
     },
+    "deepops::conv::conv_fewchan_kernel": {
+        "expr": None,
+        "launcher": "fewchan_layout(...).smem (csrc/kernels/conv_fewchan.cu)",
+        "why": "depends on the kernel size, stride and dilation (the input window of a tile)",
+        "launcher_source": ("csrc/kernels/conv_fewchan.cu", "a.smem"),
+    },
     "deepops::nms_small_kernel": {
         "expr": None,
         "launcher": "small_smem_bytes<T>(n, batched) (csrc/kernels/nms.cu)",
@@ -474,7 +480,8 @@ def short_name(demangled: str, max_args: int = 4) -> str:
     convolution as 'conv_igemm <dtype> <fma|mma|tf32> <wide|narrow> [map:A,B]' (the element gather; the map: which
     side of A and B neighbouring threads load, when fixed at compile time) and 'conv_igemm <dtype>
     <mma|tf32> <wide|narrow> cp.async [dw|dwT]' (the 16-byte vector kernel; dw: backward-weight dw = dy x, dwT:
-    dw^T = x^T dy)."""
+    dw^T = x^T dy); the few-channel forward as 'conv_fewchan <dtype> <mma|tf32> <2|4> slots' (channel slots per
+    pixel of its input window)."""
     name, args = kernel_template(demangled)
     base = name.rsplit("::", 1)[-1]
     if base == "conv_igemm_kernel" and len(args) in (3, 4):
@@ -487,6 +494,9 @@ def short_name(demangled: str, max_args: int = 4) -> str:
         parts = [_TYPES.get(t, t), "tf32" if t == "float" else "mma", "narrow" if narrow == "true" else "wide",
                  "cp.async"] + {"1": ["dw"], "2": ["dwT"]}.get(vec_pass, [])
         return "conv_igemm " + " ".join(parts)
+    if base == "conv_fewchan_kernel" and len(args) == 2:
+        t, cs = args
+        return f"conv_fewchan {_TYPES.get(t, t)} {'tf32' if t == 'float' else 'mma'} {cs} slots"
     if not args:
         return base
     shown = [_short_arg(a) for a in args]
