@@ -13,7 +13,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, given, strategies as st  # noqa: E402
 
 import deepops  # noqa: E402
-from conftest import HAS_CUDA, layout  # noqa: E402
+from conftest import EMULATED, HAS_CUDA, layout  # noqa: E402
 from conftest import assert_close_scaled as _close  # noqa: E402
 from fuzz_common import devices, layouts  # noqa: E402
 
@@ -36,7 +36,9 @@ def conv_cases(draw, transposed=False):
 
 
 def _dtypes(device):
-    return st.sampled_from([torch.float32, torch.float64] + ([torch.float16, torch.bfloat16] if device == "cuda" else []))
+    # 16-bit where the CUDA kernels run: on a GPU, or on the CPU under the emulator
+    half = device == "cuda" or EMULATED
+    return st.sampled_from([torch.float32, torch.float64] + ([torch.float16, torch.bfloat16] if half else []))
 
 
 def _inputs(c, dtype, device, kind, seed, weight_shape):
