@@ -127,6 +127,28 @@ def test_the_loop_with_most_mmas_wins_over_an_inner_one_with_fewer():
     assert K.loop_figures(f, loop, op)["instructions_per_op"] == pytest.approx(7 / 3, abs=1e-3)
 
 
+def test_a_loop_around_the_main_loop_with_a_peeled_iteration_is_not_the_hot_loop():
+    # outer loop 0x00-0x70 holds a peeled copy of the step (2 HMMA) and the inner k-tile loop 0x30-0x60 (2 HMMA):
+    # the outer one holds 4 in all but only 2 of its own, a tie with the inner one, which wins as the innermost
+    sass = """
+	code for sm_90
+		Function : k
+        /*0000*/                   HMMA.16816.F32 R0, R4, R8, R0 ;
+        /*0010*/                   HMMA.16816.F32 R0, R4, R8, R0 ;
+        /*0020*/                   STS [R2], R3 ;
+        /*0030*/                   HMMA.16816.F32 R0, R4, R8, R0 ;
+        /*0040*/                   HMMA.16816.F32 R0, R4, R8, R0 ;
+        /*0050*/                   IADD3 R3, R3, 0x1, RZ ;
+        /*0060*/               @P0 BRA 0x30 ;
+        /*0070*/               @P1 BRA 0x0 ;
+        /*0080*/                   EXIT ;
+"""
+    (f,) = K.parse_sass(sass)
+    loop, op = K.hot_loop(f)
+    assert (loop.start, loop.end, op) == (0x30, 0x60, "HMMA")
+    assert K.loop_figures(f, loop, op)["instructions_per_op"] == pytest.approx(2.0)
+
+
 def test_kernel_op_prefers_mma_and_ignores_hfma2_moves():
     sass = """
 	code for sm_90
@@ -337,8 +359,8 @@ def test_dynamic_smem_table_from_the_sources():
     # narrow (128 + 64) x 8 = 1536 + 4 x 192 x 64 = 49152: 50688
     assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false", "0"))] == 67584
     assert table[("deepops::conv::conv_igemm_vec_kernel", ("float", "true", "0"))] == 50688
-    # backward-weight adds the two-slot table of x entries: 2 x 32 x 16 = 1024
-    assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false", "1"))] == 68608
+    # backward-weight adds the two-part table of x entries: 2 parts x 8 k-tiles x 32 pixels x 16 bytes = 8192
+    assert table[("deepops::conv::conv_igemm_vec_kernel", ("__half", "false", "1"))] == 75776
 
 
 # ------------------------------------------------------------------------------------------------ check

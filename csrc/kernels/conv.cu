@@ -166,10 +166,12 @@ size_t vec_workspace(ConvPass pass, DType dt, const ConvShape& s, ConvLayout lay
 }
 
 // Backward-weight's vector path: 16-bit only (ldmatrix.trans), 8 channels contiguous along both GEMM sides (K/g
-// and C/g multiples of 8).  Its workspace: NCHW dy and x transposed to NHWC, after the split-K partial sums.
+// and C/g multiples of 8), x and dy of fewer than 2^31 elements.  Its workspace: NCHW dy and x transposed to NHWC, after the split-K partial sums.
 bool vec_wgrad_eligible(DType dt, const ConvShape& s) {
   const int e = vec_elems(dt, /*allow_tf32=*/false);  // 8 for 16-bit, 0 for float32 / float64
-  return e != 0 && !is_depthwise(s) && (s.K / s.groups) % e == 0 && (s.C / s.groups) % e == 0;
+  // its x entries and dy offsets are 32-bit element offsets (dy's reach a k-tile past the last pixel)
+  const bool fits = s.N * s.C * s.H * s.W <= kMax32 && s.N * s.K * s.P * s.Q + 64 * s.K <= kMax32;
+  return e != 0 && fits && !is_depthwise(s) && (s.K / s.groups) % e == 0 && (s.C / s.groups) % e == 0;
 }
 size_t vec_wgrad_bytes(DType dt, const ConvShape& s, ConvLayout layout) {
   if (!vec_wgrad_eligible(dt, s) || layout == ConvLayout::kNHWC) return 0;

@@ -195,10 +195,16 @@ __host__ __device__ __forceinline__ void build_k(const IgemmParams& p, int kk, E
 // build_k of the backward-weight modes (kWgrad, kWgradT), kk < Kred: pixel (n, p, q) of dy and its window origin
 // in x.
 // The x side of output pixel (n, pp, q): its window origin in x and offset.
+// Off: long long, or int where the launcher checked that x has fewer than 2^31 elements (the vector kernel).
+template <typename Off>
+__host__ __device__ __forceinline__ void pixel_x_origin(const IgemmParams& p, int n, int pp, int q, Off& off, int& h,
+                                                        int& w) {
+  h = pp * p.sh - p.ph, w = q * p.sw - p.pw;
+  off = Off(n) * Off(p.xN) + Off(h) * Off(p.xH) + Off(w) * Off(p.xW);
+}
 __host__ __device__ __forceinline__ Entry pixel_x_entry(const IgemmParams& p, int n, int pp, int q) {
   Entry e;
-  e.h = pp * p.sh - p.ph, e.w = q * p.sw - p.pw;
-  e.off = n * p.xN + e.h * p.xH + e.w * p.xW;
+  pixel_x_origin(p, n, pp, q, e.off, e.h, e.w);
   return e;
 }
 

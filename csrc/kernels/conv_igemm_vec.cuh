@@ -48,12 +48,16 @@ __host__ __device__ constexpr int vec_swizzle(int r, int c) { return r * 64 + ((
 // as kWgrad (A = dy, B = x) or kWgradT (A = x, B = dy).
 enum VecPass : int { kVecWindow = 0, kVecWgrad = 1, kVecWgradT = 2 };
 
+// Backward-weight: k-tiles per part of the x-entry table (two parts: the one read, the one built ahead).
+constexpr int kVecTableTiles = 8;
+
 template <typename T, bool kNarrow, int kPass> struct VecSmem {
   using Tile = TileVec<kNarrow>;
   static constexpr int BK = Tile::kChunks * 16 / int(sizeof(T));
-  // output offsets; backward-weight also the x entries of the pixels of two k-tiles
-  static constexpr size_t kTableBytes =
-      (Tile::BM + Tile::BN) * sizeof(long long) + (kPass != kVecWindow ? 2 * BK * sizeof(Entry) : 0);
+  // output offsets; backward-weight also the x entries (int4: offset, h, w) of the pixels of 2 x kVecTableTiles
+  // k-tiles
+  static constexpr size_t kTableBytes = (Tile::BM + Tile::BN) * sizeof(long long) +
+                                        (kPass != kVecWindow ? 2 * kVecTableTiles * BK * sizeof(int4) : 0);
   static constexpr size_t kStageBytes = size_t(Tile::BM + Tile::BN) * Tile::kRowBytes;
   static constexpr size_t kBytes = kTableBytes + Tile::kStages * kStageBytes;
 };
@@ -62,10 +66,12 @@ template <typename T, bool kNarrow, int kPass> struct VecSmem {
 // the reduction runs over pixels and 8 consecutive GEMM rows (channels, or (c, r, s) with c fastest) are the
 // contiguous 16 bytes: a stage holds A[BK][BM] and B[BK][BN] with one row per pixel, each row's chunk index XORed
 // with the pixel's low 3 bits, and the fragments come with ldmatrix.trans (16-bit only: .trans moves 16-bit
-// elements).  dy is NHWC and dense, so pixel kk of a dy row is kk * K elements on: no entry.  The x entries (offset
-// and window origin) of a k-tile's pixels are built once by BK threads into a two-slot table, one k-tile ahead of
-// their use, under the loop's one barrier; the row entries stay in registers.  Split-K as for the element gather
-// (grid.z = groups x splits, partial tiles to the workspace), which every pass may take.
+// elements).  dy is NHWC and dense, so pixel kk of a dy row is kk * K elements on: no entry.  The x entries (32-bit
+// offset and window origin) of the pixels of kVecTableTiles k-tiles are built by all threads at once, into the
+// free part of a two-part table, at the first k-tile of the previous part (peeled out of the k-tile loop, so the
+// loop itself only reads entries); offsets are 32-bit (the launcher checked that x and dy have < 2^31
+// elements).  The row entries stay in registers.  Split-K as for the element gather (grid.z = groups x splits,
+// partial tiles to the workspace), which every pass may take.
 template <typename T, bool kNarrow, int kPass>
 __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::kMinBlocks)
     conv_igemm_vec_kernel(const IgemmParams p) {
@@ -100,7 +106,7 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   DEEPOPS_DYNAMIC_SHARED(unsigned char, smem);
   long long* row_out = reinterpret_cast<long long*>(smem);  // [BM]
   long long* col_out = row_out + BM;                        // [BN]
-  Entry* ptab = reinterpret_cast<Entry*>(col_out + BN);     // backward-weight: [2][BK] x entries
+  int4* ptab = reinterpret_cast<int4*>(col_out + BN);      // backward-weight: [2][kVecTableTiles * BK] x entries
   unsigned char* stages = smem + L::kTableBytes;
 
   const int tid = threadIdx.x;
@@ -156,21 +162,25 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
     return (static_cast<unsigned>(h) < lim_h) & (static_cast<unsigned>(w) < lim_w);
   };
 
-  // backward-weight: the x entries of the pixels of k-tile kt into table slot kt & 1.
-  auto build_table = [&](int kt) {
+  // backward-weight: the x entries of the pixels of k-tiles [c0, c0 + kVecTableTiles) into their table part,
+  // ((c0 - kt_begin) / kVecTableTiles) & 1.
+  constexpr int kPart = kVecTableTiles * BK;
+  auto build_table = [&](int c0) {
     if constexpr (kWgrad) {
-      if (tid < BK && kt < kt_end) {
-        const int kk = kt * BK + tid;
-        int n, pp, q;
-        split_pixel(p, min(kk, p.Kred - 1), n, pp, q);  // (branch-free: past the reduction, the window test fails)
-        Entry e = pixel_x_entry(p, n, pp, q);
-        if (kk >= p.Kred) e.h = kInvalidCoord;
-        ptab[((kt - kt_begin) & 1) * BK + tid] = e;
+      if (c0 < kt_end) {
+        int4* t = ptab + (((c0 - kt_begin) / kVecTableTiles) & 1) * kPart;
+        for (int i = tid; i < kPart; i += kThreads) {
+          const int kk = c0 * BK + i;
+          int n, pp, q, off, h, w;
+          split_pixel(p, min(kk, p.Kred - 1), n, pp, q);  // (past the reduction, the window test fails)
+          pixel_x_origin(p, n, pp, q, off, h, w);
+          t[i] = make_int4(off, kk < p.Kred ? h : kInvalidCoord, w, 0);
+        }
       }
     }
   };
   // backward-weight: the dy side's pixel stride (elements; dy is dense NHWC: pixel kk at kk * K)
-  const long long dy_pixel = p.yW;
+  const int dy_pixel = static_cast<int>(p.yW);
 
   // The copies of k-tile kt into shared stage `stage` (one commit group, empty past the end).  A zero-filled
   // cp.async reads nothing, so its source pointer need not be valid.
@@ -181,7 +191,9 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
         // x side: NX pixel rows, each with its entry from the table, four chunk columns each; dy side: ND pixel
         // rows of one chunk column at kk * K (valid while kk < Kred and its row is inside the GEMM).  Addresses
         // and predicates first, then the copies (one hazard guard before the run of LDGSTS, not one per copy).
-        const Entry* t = ptab + ((kt - kt_begin) & 1) * BK;
+        // part ((kt - kt_begin) / kVecTableTiles) & 1, k-tile (kt - kt_begin) % kVecTableTiles of it
+        static_assert((kVecTableTiles & (kVecTableTiles - 1)) == 0, "a power of two");
+        const int4* t = ptab + ((kt - kt_begin) & (2 * kVecTableTiles - 1)) * BK;
         unsigned char* sx = st + (kAIsX ? 0 : BK * BM * 2);
         unsigned char* sd = st + (kAIsX ? BK * BM * 2 : 0);
         const T* const* x_ptr = kAIsX ? a_ptr : b_ptr;
@@ -196,20 +208,20 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
 #pragma unroll
         for (int j = 0; j < NX; ++j) {
           const int k = tid / QX + PX * j;
-          const Entry e = t[k];
+          const int4 e = t[k];  // (offset, h, w)
 #pragma unroll
           for (int c = 0; c < 4; ++c) {
-            src[4 * j + c] = x_ptr[c] + e.off;
-            ok[4 * j + c] = inside(x_h[c] + e.h, x_w[c] + e.w, x_lim_h, x_lim_w);
+            src[4 * j + c] = x_ptr[c] + e.x;
+            ok[4 * j + c] = inside(x_h[c] + e.y, x_w[c] + e.z, x_lim_h, x_lim_w);
             dst[4 * j + c] = k * (CX * 16) + (((cx + QX * c) ^ (k & 7)) << 4);
           }
         }
-        const T* d_base = d_ptr + static_cast<long long>(kt * BK + tid / CD) * dy_pixel;
+        const int d_off = (kt * BK + tid / CD) * dy_pixel;
         const int d_rows = d_row_ok ? p.Kred - kt * BK : 0;  // pixel rows of this k-tile that dy has
 #pragma unroll
         for (int i = 0; i < ND; ++i) {
           const int k = tid / CD + PD * i;
-          src[4 * NX + i] = d_base + (PD * i) * dy_pixel;
+          src[4 * NX + i] = d_ptr + (d_off + PD * i * dy_pixel);
           ok[4 * NX + i] = k < d_rows;
           dst[4 * NX + i] = k * (CD * 16) + ((cd ^ (k & 7)) << 4);
         }
@@ -308,31 +320,38 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   };
 
   // Pipeline: kStages - 1 k-tiles in flight before the loop; each iteration waits for the oldest, then refills the
-  // stage computed in the previous iteration (free once every thread passed this iteration's barrier).  Backward-
-  // weight: the table of k-tile kt + kStages - 1 is built in the iteration before (before this barrier), into the
-  // slot that the copies of k-tile kt + kStages - 3 read before the previous barrier.
+  // stage computed in the previous iteration (free once every thread passed this iteration's barrier).
+  // Backward-weight: the table part of k-tiles [c0, c0 + kVecTableTiles) is first read by the copies issued in
+  // iteration c0 - (kStages - 1); it is built in iteration c0 - kVecTableTiles, after that iteration's barrier,
+  // into the part whose last reader (the copies of k-tile c0 - kVecTableTiles - 1, issued kStages - 1 iterations
+  // earlier) is behind that barrier; the next barrier comes before its first reader (kVecTableTiles > kStages).
+  static_assert(kVecTableTiles > kStages, "the table part is built a barrier before its first reader");
   build_table(kt_begin);
   if constexpr (kWgrad) arch::sync_threads();
 #pragma unroll
-  for (int st = 0; st < kStages - 1; ++st) {
-    issue(kt_begin + st, st * int(L::kStageBytes));
-    if constexpr (kWgrad) {
-      build_table(kt_begin + st + 1);
-      arch::sync_threads();
-    }
-  }
+  for (int st = 0; st < kStages - 1; ++st) issue(kt_begin + st, st * int(L::kStageBytes));
   // byte offsets of the stage to compute and of the stage to refill, advanced by one stage per k-tile (kept as
   // running offsets: from the k-tile index the compiler re-derives every fragment address per iteration)
   constexpr int kRing = kStages * int(L::kStageBytes);
   int read_off = 0, write_off = (kStages - 1) * int(L::kStageBytes);
-  for (int kt = kt_begin; kt < kt_end; ++kt) {
+  auto step = [&](int kt, bool table) {
     arch::cp_async_wait<kStages - 2>();
     arch::sync_threads();
+    if (table) build_table(kt + kVecTableTiles);
     issue(kt + kStages - 1, write_off);
-    build_table(kt + kStages);
     compute(read_off);
     read_off = read_off + int(L::kStageBytes) == kRing ? 0 : read_off + int(L::kStageBytes);
     write_off = write_off + int(L::kStageBytes) == kRing ? 0 : write_off + int(L::kStageBytes);
+  };
+  if constexpr (kWgrad) {
+    // the first k-tile of each table part peeled off (it builds the next part), so the k-tile loop only reads
+    for (int c0 = kt_begin; c0 < kt_end; c0 += kVecTableTiles) {
+      step(c0, true);
+      const int c1 = min(kt_end, c0 + kVecTableTiles);
+      for (int kt = c0 + 1; kt < c1; ++kt) step(kt, false);
+    }
+  } else {
+    for (int kt = kt_begin; kt < kt_end; ++kt) step(kt, false);
   }
   arch::cp_async_wait_all();  // the empty trailing groups: nothing may stay in flight at exit
   arch::sync_threads();        // row_out / col_out written by other threads

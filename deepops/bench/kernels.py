@@ -12,7 +12,8 @@ For every kernel and architecture in the binary (``deepops/_C*.so`` of a CUDA bu
   ``__launch_bounds__`` (the ELF's ``EIATTR_MAX_THREADS``): every deepops launcher launches exactly that many
   threads (the launch and the bounds name the same constant);
 * the hot loop: among the loops of the SASS (a backward ``BRA`` to a label), the one holding the most tensor-core
-  MMAs (HMMA, ...) or, in kernels without MMA, the most FFMA / DFMA, the innermost one on a tie; for it, the
+  MMAs (HMMA, ...) or, in kernels without MMA, the most FFMA / DFMA of its own (not counting those of loops nested
+  in it), the innermost one on a tie; for it, the
   instructions per MMA (FMA), shared-memory loads (LDS, LDSM) per MMA and global loads (LDG, LDGSTS) per MMA.
   These are static counts of one pass through the loop body, with every branch inside it counted once.
 
@@ -231,13 +232,28 @@ def kernel_op(f: Function) -> str | None:
 
 
 def hot_loop(f: Function, op: str | None = None) -> tuple[Loop, str] | None:
-    """The loop holding the most `op` (default: kernel_op(f)); on a tie the innermost (shortest) one."""
+    """The loop holding the most `op` (default: kernel_op(f)) of its own, not counting those of the loops nested
+    in it; on a tie the innermost (shortest) one.  (A loop around the main loop, over images or over the parts of
+    a table with the first k-tile of each part peeled off, holds as many MMAs of its own as the main loop, or
+    fewer, but runs once per several passes of it.)"""
     op = op or kernel_op(f)
     if op is None:
         return None
+    loops = find_loops(f)
+
+    def innermost(addr: int) -> Loop | None:
+        around = [lp for lp in loops if lp.start <= addr <= lp.end]
+        return min(around, key=lambda lp: lp.end - lp.start) if around else None
+
+    own: dict[int, int] = {}
+    for ins in f.instrs:
+        if ins.base == op:
+            lp = innermost(ins.addr)
+            if lp is not None:
+                own[id(lp)] = own.get(id(lp), 0) + 1
     best = None
-    for lp in find_loops(f):
-        n = count_ops(loop_instrs(f, lp), (op,))
+    for lp in loops:
+        n = own.get(id(lp), 0)
         if n and (best is None or (n, -(lp.end - lp.start)) > (best[0], -(best[1].end - best[1].start))):
             best = (n, lp)
     return (best[1], op) if best else None
@@ -720,9 +736,9 @@ def build_report(binary: str, src_root: str | None = None, cuobjdump: str | None
             "cubins place in it (equal to ptxas -v's 'bytes smem')",
             "spill bytes = bytes of the kernel's STL / LDL instructions in the SASS, each counted once (ptxas' "
             "spill stores / loads when the kernel has no local arrays)",
-            "hot loop = the loop (backward BRA to a label) with the most MMA (else FFMA / DFMA) instructions, the "
-            "innermost on a tie; its figures count each instruction of the body once, every branch and switch case "
-            "inside it included",
+            "hot loop = the loop (backward BRA to a label) with the most MMA (else FFMA / DFMA) instructions of its "
+            "own (those of loops nested in it not counted), the innermost on a tie; its figures count each "
+            "instruction of the body once, every branch and switch case inside it included",
         ],
         "kernels": records,
     }
