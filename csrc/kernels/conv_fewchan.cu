@@ -26,7 +26,9 @@
 // * TF32: both operands are rounded (cvt.rna) once, as they are stored to shared memory, not per fragment;
 // * bank spread: the planes and rows are padded to an odd multiple of 64 bytes, so the two taps one instruction
 //   reads in different planes or rows fall in different banks;
-// * epilogue: per element, with the bias, in the output's layout (NCHW or NHWC strides).
+// * epilogue: each warp stages its tile, 32 channels at a time, in shared memory (bias added, rounded) and writes
+//   it along the output's contiguous dimension (pixels in NCHW, channels in NHWC) with 16-byte stores, 128
+//   contiguous bytes per 8 lanes, where the runs are whole and aligned (element stores otherwise).
 // conv.cu takes this kernel for every forward it can (fewchan_takes), before the implicit GEMMs.
 #include <algorithm>
 #include <climits>
@@ -66,14 +68,16 @@ struct FewChanArgs {
   int plane_bytes = 0, row_bytes = 0;
   int bfrag_off = 0, koff_off = 0, smem = 0;  // byte offsets of the B fragments and the k-offset table; total
   int tiles_q = 1, tiles_per_image = 1;       // column tiles per row band; tiles per image
+  bool y_aligned = false;                     // y 16-byte aligned (the epilogue's vector stores)
   const void* x = nullptr;
   const void* w = nullptr;
   const void* bias = nullptr;
   void* y = nullptr;
 };
 
-// The layout for dtype dt (element size es, MMA k-step kstep); false when it does not fit kFewChanMaxSmem.
-bool fewchan_layout(const DirectParams& p, int es, int kstep, FewChanArgs& a) {
+// The layout for dtype dt (element size es, MMA k-step kstep, staging bytes of the epilogue stage); false when it
+// does not fit kFewChanMaxSmem.
+bool fewchan_layout(const DirectParams& p, int es, int kstep, int64_t stage, FewChanArgs& a) {
   a.p = p;
   a.cs = p.C <= 2 ? 2 : 4;
   const int64_t red = int64_t(p.R) * p.S * a.cs;
@@ -89,7 +93,7 @@ bool fewchan_layout(const DirectParams& p, int es, int kstep, FewChanArgs& a) {
   const int64_t ksteps = (red + kstep - 1) / kstep;
   const int64_t halo = rows * row;
   const int64_t bfrag = ksteps * FewChanTile::NI * 32 * 8;
-  const int64_t smem = halo + bfrag + ksteps * 4 * 8;
+  const int64_t smem = std::max(halo + bfrag + ksteps * 4 * 8, stage);  // the epilogue reuses it all
   if (smem > kFewChanMaxSmem) return false;
   a.ksteps = int(ksteps), a.rows = int(rows), a.cols = int(cols);
   a.plane_bytes = int(plane), a.row_bytes = int(row);
@@ -118,6 +122,66 @@ template <typename T> __device__ __forceinline__ uint32_t operand_bits(T v) {
     static_assert(sizeof(T) == 2, "16-bit");
     memcpy(&b, &v, 2);
     return b;
+  }
+}
+
+// The epilogue's staging area of one warp: half of its 64 x 64 tile (32 channels) as kRows x kCols elements of T,
+// the output's contiguous dimension along the kCols (pixels when kAlongQ: NCHW; channels otherwise), rows padded
+// by 16 bytes (16-byte aligned, and the fragment stores spread over the banks).
+template <typename T, bool kAlongQ> struct FewChanStage {
+  static constexpr int kVec = 16 / int(sizeof(T));
+  static constexpr int kRows = kAlongQ ? 32 : 64, kCols = kAlongQ ? 64 : 32, kLd = kCols + kVec;
+  static constexpr int kElems = kRows * kLd;
+};
+template <typename T> constexpr int fewchan_stage_bytes() {
+  constexpr int a = FewChanStage<T, true>::kElems, b = FewChanStage<T, false>::kElems;
+  return FewChanTile::kWarps * (a > b ? a : b) * int(sizeof(T));
+}
+
+// Adds the bias, rounds to T and writes the warp's accumulators (output row `row` offset, columns q0 + [0, 64),
+// channels n0 + [0, 64)) through its staging area.
+template <typename T, bool kAlongQ>
+__device__ __forceinline__ void fewchan_epilogue(const FewChanArgs& a, const float (&acc)[FewChanTile::MI][FewChanTile::NI][4],
+                                                 unsigned char* smem, int warp, int lane, long long row, int q0, int n0) {
+  using St = FewChanStage<T, kAlongQ>;
+  constexpr int kVec = St::kVec, kLd = St::kLd, kRuns = St::kCols / kVec, kRowsPerStep = 32 / kRuns;
+  constexpr int NI2 = FewChanTile::NI / 2;
+  const DirectParams& p = a.p;
+  T* __restrict__ y = static_cast<T*>(a.y);
+  const T* __restrict__ bias = static_cast<const T*>(a.bias);
+  T* st = reinterpret_cast<T*>(smem) + warp * St::kElems;
+  const int gid = lane / 4, t4 = lane % 4;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int i = 0; i < FewChanTile::MI; ++i)
+#pragma unroll
+      for (int jj = 0; jj < NI2; ++jj)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) {
+          const int m = 16 * i + gid + 8 * (v / 2), c = 8 * jj + 2 * t4 + v % 2;  // pixel, channel of the half
+          const int k = n0 + 32 * h + c;
+          float out = acc[i][h * NI2 + jj][v];
+          if (bias && k < p.K) out += float(to_compute(bias[k]));
+          st[kAlongQ ? c * kLd + m : m * kLd + c] = from_compute<T>(out);
+        }
+    arch::sync_warp();
+#pragma unroll
+    for (int step = 0; step < St::kRows / kRowsPerStep; ++step) {
+      const int r = step * kRowsPerStep + lane / kRuns, c0 = (lane % kRuns) * kVec;
+      const int k = n0 + 32 * h + (kAlongQ ? r : c0), q = q0 + (kAlongQ ? c0 : r);
+      const int left = kAlongQ ? p.Q - q : p.K - k;  // elements of the run inside the output (stride 1)
+      if (left <= 0 || (kAlongQ ? k >= p.K : q >= p.Q)) continue;
+      const long long off = row + static_cast<long long>(k) * p.yC + static_cast<long long>(q) * p.yW;
+      const T* src = st + r * kLd + c0;
+      if (a.y_aligned && left >= kVec && off % kVec == 0) {
+        *reinterpret_cast<uint4*>(y + off) = *reinterpret_cast<const uint4*>(src);
+      } else {
+#pragma unroll 1
+        for (int e = 0; e < kVec && e < left; ++e) y[off + e] = src[e];
+      }
+    }
+    arch::sync_warp();  // the second half overwrites the staging area
   }
 }
 
@@ -233,25 +297,14 @@ __global__ void __launch_bounds__(FewChanTile::kThreads, FewChanTile::kMinBlocks
       }
     }
 
+    // Epilogue: the warp's 64 pixels x 64 channels, in two halves of 32 channels, through its part of shared
+    // memory (the halo's, free after the barrier), then written along the output's contiguous dimension, pixels
+    // (NCHW) or channels (NHWC): 16 bytes per lane where the run is whole and aligned, else element by element.
+    arch::sync_threads();
     if (pp < p.P) {
-      T* __restrict__ y = static_cast<T*>(a.y);
-      const T* __restrict__ bias = static_cast<const T*>(a.bias);
       const long long row = static_cast<long long>(n) * p.yN + static_cast<long long>(pp) * p.yH;
-#pragma unroll
-      for (int i = 0; i < MI; ++i)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) {
-          const int q = q0 + 16 * i + gid + 8 * (v / 2);
-          if (q >= p.Q) continue;
-#pragma unroll
-          for (int j = 0; j < NI; ++j) {
-            const int k = n0 + 8 * j + 2 * t4 + v % 2;
-            if (k >= p.K) continue;
-            float out = acc[i][j][v];
-            if (bias) out += float(to_compute(bias[k]));
-            y[row + static_cast<long long>(k) * p.yC + static_cast<long long>(q) * p.yW] = from_compute<T>(out);
-          }
-        }
+      if (p.nhwc) fewchan_epilogue<T, false>(a, acc, smem, warp, lane, row, q0, n0);
+      else fewchan_epilogue<T, true>(a, acc, smem, warp, lane, row, q0, n0);
     }
   }
 }
@@ -274,7 +327,8 @@ bool fewchan_plan(DType dt, bool allow_tf32, const DirectParams& p, FewChanArgs&
   const bool tc16 = dt == DType::kFloat16 || dt == DType::kBFloat16;
   if (!(tc16 || (dt == DType::kFloat32 && allow_tf32)) || p.C > kFewChanMaxChannels) return false;
   if (arch::compute_capability_major() < 8) return false;
-  return fewchan_layout(p, tc16 ? 2 : 4, tc16 ? 16 : 8, a);
+  const int64_t stage = tc16 ? fewchan_stage_bytes<__half>() : fewchan_stage_bytes<float>();
+  return fewchan_layout(p, tc16 ? 2 : 4, tc16 ? 16 : 8, stage, a);
 }
 
 }  // namespace
@@ -289,6 +343,7 @@ cudaError_t fewchan_forward(DType dt, bool allow_tf32, const DirectParams& p, co
   FewChanArgs a;
   if (!fewchan_plan(dt, allow_tf32, p, a)) return cudaErrorInvalidValue;
   a.x = x, a.w = w, a.bias = bias, a.y = y;
+  a.y_aligned = reinterpret_cast<uintptr_t>(y) % 16 == 0;
   switch (dt) {
     case DType::kFloat16: return launch_fewchan_cs<__half>(a, stream);
     case DType::kBFloat16: return launch_fewchan_cs<__nv_bfloat16>(a, stream);
