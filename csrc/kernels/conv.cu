@@ -117,6 +117,7 @@ cudaError_t run_igemm(DType dt, bool allow_tf32, IgemmParams p, cudaStream_t str
   int bm, bn, bk;
   conv::igemm_tiles(dt, tc && dt == DType::kFloat32, bm, bn, bk);
   conv::set_k_affine(p);
+  p.out_run = conv::out_run_of(p);
   const bool window = p.mode != conv::kWgrad && p.mode != conv::kWgradT;
   if (vec && window && !conv::vec_offsets_fit(p)) vec = false;  // the gather takes the same (transposed) operands
   const int ktiles = (p.Kred + bk - 1) / bk;
@@ -299,6 +300,15 @@ void set_k_affine(IgemmParams& p) {
     f.b0 = p.r0 * p.wR + p.s0 * p.wS, f.b_c = p.wK, f.b_i = p.rstep * p.wR, f.b_j = p.sstep * p.wS;
   }
   p.ka = f;
+}
+
+int out_run_of(const IgemmParams& p) {
+  // forward: rows are y's pixels (n, p, q), columns its channels; backward-input: dx's pixels and channels, a
+  // phase's pixels stride_w apart; backward-weight: (c, r, s) runs R*S apart (left to per-element stores)
+  if (p.mode == kFwd) return p.yC == 1 ? 2 : p.yW == 1 ? 1 : 0;
+  if (p.mode == kDgrad) return p.xC == 1 ? 2 : p.xW == 1 ? 1 : 0;
+  if (p.mode == kDgradPhase) return p.xC == 1 ? 2 : 0;
+  return 0;
 }
 
 bool vec_offsets_fit(const IgemmParams& p) {

@@ -108,6 +108,9 @@ struct IgemmParams {
   int dy_h0 = 0, dy_hstep = 0, dy_w0 = 0, dy_wstep = 0;  // kDgradPhase: dy row of tap jr is dy_h0 - jr*dy_hstep
   KAffine ka;  // reduction entries of the window passes (set_k_affine, at launch)
   int splits = 1, ktiles_per_split = 0;
+  // The output's contiguous GEMM side (the vector kernel's staged epilogue: 16-byte runs along it): 0 none, 1 the
+  // rows (NCHW pixels), 2 the columns (NHWC channels); set by run_igemm (conv.cu: out_run_of).
+  int out_run = 0;
   int group0 = 0, group_count = 1;  // groups handled by this launch (grid.z = group_count * splits)
 };
 
@@ -154,6 +157,8 @@ inline void igemm_tiles(DType dt, bool tf32, int& bm, int& bn, int& bk) {
 IgemmParams make_igemm(int mode, const ConvShape& s, ConvLayout layout);
 // Sets p.ka from p's pass, strides and phase (the launcher calls it last, after any change of layout or strides).
 void set_k_affine(IgemmParams& p);
+// IgemmParams::out_run of p: the side of the GEMM along which the output (y, dx) is contiguous.
+int out_run_of(const IgemmParams& p);
 // Whether every reduction-entry offset of p (after set_k_affine) fits in 32 bits, as the vector kernel keeps them.
 bool vec_offsets_fit(const IgemmParams& p);
 // The kDgradPhase parameters of output phase (a, b), 0 <= a < stride_h, 0 <= b < stride_w; M == 0 when the phase

@@ -25,11 +25,15 @@
 //   core reads their top 19 bits (truncation; the emulator does the same, see arch/mma.h), since a cvt.rna per
 //   fragment register would cost half an instruction per MMA.  The element gather rounds (cvt.rna) when it stores;
 //   the two differ by at most one TF32 ulp per operand;
-// * epilogue: per element, through the 64-bit row / column output offsets kept in shared memory (so NCHW and NHWC
-//   outputs and the bias work alike).
+// * epilogue (forward, backward-input): the warp's tile, 32 columns at a time, staged as float in the stages'
+//   shared memory, then written along the output's contiguous side (IgemmParams::out_run: NCHW pixels, NHWC
+//   channels) in 16-byte runs where whole, contiguous and aligned; element stores otherwise and for
+//   backward-weight, through the 64-bit row / column output offsets kept in shared memory (so NCHW and NHWC outputs
+//   and the bias work alike).
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "arch/launch.h"
@@ -43,6 +47,24 @@ namespace conv {
 
 // Byte offset of 16-byte chunk c (0..3) of row r in a 64-byte-row tile.
 __host__ __device__ constexpr int vec_swizzle(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
+
+// 16 bytes of Out from 16 / sizeof(Out) floats (rounded to Out), lowest element in the lowest bytes.
+template <typename Out> __device__ __forceinline__ uint4 pack16(const float (&v)[16 / sizeof(Out)]) {
+  uint32_t w[4];
+  if constexpr (sizeof(Out) == 4) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) memcpy(&w[i], &v[i], 4);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const Out lo = from_compute<Out>(v[2 * i]), hi = from_compute<Out>(v[2 * i + 1]);
+      uint16_t a, b;
+      memcpy(&a, &lo, 2), memcpy(&b, &hi, 2);
+      w[i] = uint32_t(a) | (uint32_t(b) << 16);
+    }
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
 
 // The passes of the vector kernel: forward / backward-input (window operand A, K-major tiles), and backward-weight
 // as kWgrad (A = dy, B = x) or kWgradT (A = x, B = dy).
@@ -360,6 +382,76 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   const T* __restrict__ bias = static_cast<const T*>(p.bias);
   const bool to_ws = p.ws != nullptr;
   const int gid = lane >> 2, t4 = lane & 3;
+  if constexpr (!kWgrad) {
+    if (p.out_run != 0) {
+      // Staged epilogue: the warp's 64 x 64 tile, 32 columns at a time, as float through its part of the stages
+      // (free after the barrier above), then written along the output's contiguous side (p.out_run) in runs of
+      // 16 bytes (8 16-bit elements or 4 floats) where a run is inside the GEMM, contiguous in the output and
+      // aligned; element by element otherwise.
+      auto staged = [&](auto along_rows) {
+        constexpr bool kRows = decltype(along_rows)::value;
+        // staged [kA][kLd] floats: [column][row] along rows, [row][column] along columns; the padding spreads the
+        // fragment stores over the banks and keeps the runs 16-byte aligned
+        constexpr int kA = kRows ? 32 : 64, kB = kRows ? 64 : 32, kLd = kB + (kRows ? 4 : 8);
+        static_assert(Tile::kWarpsM * Tile::kWarpsN * kA * kLd * 4 <= kStages * int(L::kStageBytes), "fits");
+        float* st = reinterpret_cast<float*>(stages) + warp * (kA * kLd);
+        auto write = [&](auto out_tag, int h) {
+          using Out = typename decltype(out_tag)::type;
+          constexpr int kE = 16 / int(sizeof(Out)), kRuns = kB / kE, kPerStep = 32 / kRuns;
+          Out* __restrict__ out = to_ws ? reinterpret_cast<Out*>(static_cast<float*>(p.ws) + split * p.ws_split_stride)
+                                        : static_cast<Out*>(p.out);
+          const bool aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
+#pragma unroll 2
+          for (int step = 0; step < kA / kPerStep; ++step) {
+            const int a = step * kPerStep + lane / kRuns, b0 = (lane % kRuns) * kE;  // staged row, first column
+            const int r = wm * WM + (kRows ? b0 : a), c = wn * WN + 32 * h + (kRows ? a : b0);  // tile row, column
+            const int left = kRows ? p.M - (m0 + r) : p.Ncol - (n0 + c);  // run elements inside the GEMM
+            if (left <= 0 || (kRows ? n0 + c >= p.Ncol : m0 + r >= p.M)) continue;
+            const long long off = row_out[r] + col_out[c];
+            float v[kE];
+#pragma unroll
+            for (int e = 0; e < kE; e += 4) {
+              const float4 f4 = *reinterpret_cast<const float4*>(st + a * kLd + b0 + e);
+              v[e] = f4.x, v[e + 1] = f4.y, v[e + 2] = f4.z, v[e + 3] = f4.w;
+            }
+            if (!to_ws && bias) {
+#pragma unroll
+              for (int e = 0; e < kE; ++e) v[e] += to_compute(bias[bias_base + n0 + c + (kRows ? 0 : min(e, left - 1))]);
+            }
+            const long long* run_out = kRows ? row_out + r : col_out + c;  // the run's offsets along its side
+            const bool whole = left >= kE && run_out[kE - 1] - run_out[0] == kE - 1 && off % kE == 0 && aligned;
+            if (whole) {
+              *reinterpret_cast<uint4*>(out + off) = pack16<Out>(v);
+            } else {
+              const long long base = kRows ? col_out[c] : row_out[r];
+#pragma unroll
+              for (int e = 0; e < kE; ++e)  // (unrolled: v stays in registers)
+                if (e < left) out[base + run_out[e]] = from_compute<Out>(v[e]);
+            }
+          }
+        };
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+          for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int jj = 0; jj < NI / 2; ++jj)
+#pragma unroll
+              for (int v = 0; v < 4; ++v) {
+                const int r = i * 16 + gid + 8 * (v / 2), c = jj * 8 + t4 * 2 + v % 2;
+                st[kRows ? c * kLd + r : r * kLd + c] = acc[i][h * (NI / 2) + jj][v];
+              }
+          arch::sync_warp();
+          if (to_ws) write(std::common_type<float>{}, h);
+          else write(std::common_type<T>{}, h);
+          arch::sync_warp();  // the second half overwrites the staging area
+        }
+      };
+      if (p.out_run == 1) staged(std::true_type{});
+      else staged(std::false_type{});
+      return;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < MI; ++i)
 #pragma unroll
