@@ -837,7 +837,7 @@ def readme_section(report: dict, path: str) -> str:
              "bytes per block; theoretical occupancy on an H100 (sm_80 code: an A100) at the `__launch_bounds__` block "
              "size (blocks per SM x the limit that binds; <= where the dynamic shared memory depends on the call); "
              "hot loop: SASS instructions / MMA or FMA instructions of the loop that holds "
-             "the most of them; LDS/op, LDG/op: shared (LDS, LDSM) and global (LDG, LDGSTS) loads per MMA/FMA.",
+             "the most of them of its own (not counting loops nested in it); LDS/op, LDG/op: shared (LDS, LDSM) and global (LDG, LDGSTS) loads per MMA/FMA.",
              "", "| " + " | ".join(HEADER) + " |",
              "| " + " | ".join("---" if i in (0, 1, 7) else "---:" for i in range(len(HEADER))) + " |"]
     for row in table_rows(report, hot_only=True):
