@@ -63,7 +63,7 @@ if [ $EMULATED -eq 1 ]; then
     $PY -m pytest -q -p no:cacheprovider python_tests/test_emulated.py python_tests/test_activation.py \
     python_tests/test_pool.py python_tests/test_nms.py python_tests/test_conv.py python_tests/test_fuzz_*.py \
     python_tests/test_bad_inputs.py python_tests/test_reliability.py"
-  step ctest 900 "cmake -S . -B '$BUILD/cmake' -DDEEPOPS_EMULATE=ON -DDEEPOPS_SANITIZE=${GPU_CHECK_SANITIZE:-OFF} \
+  step ctest 1500 "cmake -S . -B '$BUILD/cmake' -DDEEPOPS_EMULATE=ON -DDEEPOPS_SANITIZE=${GPU_CHECK_SANITIZE:-OFF} \
     -DCUDAToolkit_ROOT=$CUDA_HOME && cmake --build '$BUILD/cmake' -j$JOBS && ctest --test-dir '$BUILD/cmake' -j$JOBS"
   skip sanitizer "emulated: no compute-sanitizer; GPU_CHECK_SANITIZE=1 runs ctest under ASan/UBSan instead"
   step bench 300 "$PY -m deepops bench --quick --device cpu --ops relu --no-progress \
