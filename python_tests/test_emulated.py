@@ -10,7 +10,9 @@ emulator can check:
 * the TF32 tensor-core path of float32 convolutions (off in the parity tests, as PyTorch's CPU never uses it);
 * the 64-bit index variants of max pooling, forced on small tensors;
 * a differential fuzz of the few-channel forward (conv_fewchan.cu: C <= 4, float16 / bfloat16 / TF32, which the
-  general fuzzers reach only on a GPU), against float64 on the operands as the tensor cores take them.
+  general fuzzers reach only on a GPU), against float64 on the operands as the tensor cores take them;
+* a differential fuzz of float32 weight gradients with TF32 allowed (the vector kernel and the element gather),
+  against PyTorch's in float64.
 """
 
 from __future__ import annotations
@@ -242,6 +244,42 @@ if given is not None:
         err = (y.double() - ref).abs() - rtol * ref.abs()
         assert err.max().item() <= 2e-6 * scale * (c * r * s) ** 0.5, (err.max().item(), scale)
 
+
+    @settings(max_examples=int(os.environ.get("DEEPOPS_TF32_WGRAD_EXAMPLES", "20")), deadline=None)
+    @given(cg=st.sampled_from([3, 4, 8, 12]), kg=st.sampled_from([4, 6, 8, 20, 68]), groups=st.integers(1, 2),
+           kernel=_pair(1, 3), stride=_pair(1, 2), dilation=_pair(1, 2), padding=_pair(0, 2), h=st.integers(3, 9),
+           w=st.integers(3, 9), n=st.integers(1, 2), kind=st.sampled_from(["contiguous", "channels_last"]),
+           seed=st.integers(0, 2**31 - 1))
+    def test_fuzz_tf32_backward_weight(cg, kg, groups, kernel, stride, dilation, padding, h, w, n, kind, seed):
+        # float32 weight gradients with TF32 allowed: the vector kernel (C/g and K/g multiples of 4; permuted MMA
+        # rows and columns, 8- and 4-byte fragment loads) or the element gather, against float64.  The vector
+        # kernel hands the tensor core unrounded operands (it truncates them to TF32: < 2^-10 relative each), the
+        # gather rounds them (< 2^-11): |error| <= 2^-9 of the sum of |products|, plus float32 accumulation.
+        (r, s_), (dh, dw) = kernel, dilation
+        assume(h + 2 * padding[0] >= dh * (r - 1) + 1 and w + 2 * padding[1] >= dw * (s_ - 1) + 1)
+        c, k = cg * groups, kg * groups
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, c, h, w, generator=g)
+        wshape = [k, cg, r, s_]
+        p_ = (h + 2 * padding[0] - dh * (r - 1) - 1) // stride[0] + 1
+        q_ = (w + 2 * padding[1] - dw * (s_ - 1) - 1) // stride[1] + 1
+        dy = torch.randn(n, k, p_, q_, generator=g)
+        args = (wshape, list(stride), list(padding), list(dilation), groups)
+        emu = _emu()
+        emu.reset_kernel_launch_counts()
+        torch.backends.cudnn.allow_tf32 = True
+        try:
+            got = ops.conv2d_backward_weight(layout(dy, kind), layout(x, kind), *args)
+        finally:
+            torch.backends.cudnn.allow_tf32 = False
+        vec = [name for name in emu.kernel_launch_counts() if "conv_igemm_vec_kernel<float" in name]
+        assert bool(vec) == (cg % 4 == 0 and kg % 4 == 0), emu.kernel_launch_counts()
+        ref = torch.nn.grad.conv2d_weight(x.double(), wshape, dy.double(), stride, padding, dilation, groups)
+        mag = torch.nn.grad.conv2d_weight(x.double().abs(), wshape, dy.double().abs(), stride, padding, dilation,
+                                          groups)
+        err = (got.double() - ref).abs()
+        assert got.dtype == torch.float32 and got.shape == ref.shape
+        assert (err <= 2**-9 * mag + 1e-5).all(), (err.max().item(), mag.max().item())
 
 def test_pool_64bit_index_variant_matches():
     emu = _emu()

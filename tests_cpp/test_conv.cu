@@ -30,6 +30,7 @@
 #include "kernels/shapes.h"
 #include "kernels/conv_direct.cuh"
 #include "kernels/conv_igemm.cuh"
+#include "kernels/conv_igemm_vec.cuh"
 
 using namespace deepops;
 
@@ -349,6 +350,42 @@ static int check_split_plans(const std::vector<Case>& all) {
   return bad;
 }
 
+// The TF32 backward-weight fragments of conv_igemm_vec.cuh: its row and column slots are permutations of a warp's
+// 64 rows and columns, and its fragment loads have no shared-memory bank conflict (8-byte loads served per
+// half-warp, 4-byte per warp; pixel rows of BM or BN + kVecWgradTf32Pad floats; the pixel and warp offsets of an
+// instruction are the same for all lanes, multiples of 32 words).
+static int check_tf32_wgrad_layout() {
+  using namespace conv;
+  int bad = 0;
+  std::vector<int> rows(64, 0), cols(64, 0);
+  for (int g = 0; g < 8; ++g)
+    for (int i = 0; i < 4; ++i) {
+      for (int h = 0; h < 2; ++h) ++rows[vec_wgrad_tf32_row(g, i, h)];
+      if (vec_wgrad_tf32_row(g, i, 1) != vec_wgrad_tf32_row(g, i, 0) + 1 || vec_wgrad_tf32_row(g, i, 0) % 2) ++bad;
+    }
+  for (int g = 0; g < 8; ++g)
+    for (int j = 0; j < 8; ++j) ++cols[vec_wgrad_tf32_col(g, j)];
+  for (int v = 0; v < 64; ++v) bad += (rows[v] != 1) + (cols[v] != 1);
+  for (int pix : {128 + kVecWgradTf32Pad, 64 + kVecWgradTf32Pad}) {
+    for (int i = 0; i < 4; ++i)
+      for (int half = 0; half < 2; ++half) {
+        std::vector<int> bank(32, 0);
+        for (int lane = 16 * half; lane < 16 * half + 16; ++lane) {
+          const int word = (lane % 4) * pix + vec_wgrad_tf32_row(lane / 4, i, 0);
+          ++bank[word % 32], ++bank[(word + 1) % 32];
+        }
+        for (int b : bank) bad += b != 1;
+      }
+    for (int j = 0; j < 8; ++j) {
+      std::vector<int> bank(32, 0);
+      for (int lane = 0; lane < 32; ++lane) ++bank[((lane % 4) * pix + vec_wgrad_tf32_col(lane / 4, j)) % 32];
+      for (int b : bank) bad += b != 1;
+    }
+  }
+  if (bad) std::printf("FAIL the TF32 backward-weight fragment layout: %d faults\n", bad);
+  return bad;
+}
+
 static int check_tile_covers() {
   using namespace conv;
   return check_tile_cover<TileSimtF32::BM, TileSimtF32::BK, TileSimtF32::kThreads>("SIMT f32 A") +
@@ -567,7 +604,7 @@ static int run_gpu_case(const Case& cs, ConvLayout l, DType dt, bool tf32, const
 int main() {
   std::mt19937 rng(0);
   std::uniform_real_distribution<double> U(-1.0, 1.0);
-  int host_bad = check_fastdivmod() + check_tile_covers();
+  int host_bad = check_fastdivmod() + check_tile_covers() + check_tf32_wgrad_layout();
   const auto all = cases();
   host_bad += check_split_plans(all);
   std::vector<Tensors> data;
@@ -609,7 +646,8 @@ int main() {
   std::printf("device checks: %d of %d configurations failed\n", failures, runs);
 #if defined(DEEPOPS_EMULATE)
   // both paths of every tensor-core dtype ran: the vector kernels (cp.async, ldmatrix; backward-weight with
-  // ldmatrix.trans, 16-bit) and the element gather; and the few-channel kernels (2 and 4 channel slots)
+  // ldmatrix.trans in 16-bit, 8- and 4-byte shared loads in TF32) and the element gather; and the few-channel
+  // kernels (2 and 4 channel slots)
   for (const char* want :
        {"conv_igemm_vec_kernel<__half, false, 0>", "conv_igemm_vec_kernel<__half, true, 0>",
         "conv_igemm_vec_kernel<__nv_bfloat16, false, 0>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 0>",
@@ -617,6 +655,8 @@ int main() {
         "conv_igemm_vec_kernel<__half, false, 1>", "conv_igemm_vec_kernel<__half, true, 1>",
         "conv_igemm_vec_kernel<__half, true, 2>", "conv_igemm_vec_kernel<__nv_bfloat16, false, 1>",
         "conv_igemm_vec_kernel<__nv_bfloat16, true, 1>", "conv_igemm_vec_kernel<__nv_bfloat16, true, 2>",
+        "conv_igemm_vec_kernel<float, false, 1>", "conv_igemm_vec_kernel<float, true, 1>",
+        "conv_igemm_vec_kernel<float, true, 2>",
         "conv_fewchan_kernel<__half, 2>", "conv_fewchan_kernel<__half, 4>", "conv_fewchan_kernel<__nv_bfloat16, 2>",
         "conv_fewchan_kernel<__nv_bfloat16, 4>", "conv_fewchan_kernel<float, 2>", "conv_fewchan_kernel<float, 4>"}) {
     long long n = 0;

@@ -20,7 +20,7 @@
 //     fetch: 1/4 of the work of the gather for stride 2).
 //     The 16-byte vector kernel (conv_igemm_vec.cuh) when 16 bytes of the reduction are contiguous in both
 //     operands: float16 / bfloat16 / TF32 forward with C/g a multiple of 8 (4 for TF32) and backward-input with
-//     K/g a multiple of 8 (4), any stride and groups; 16-bit backward-weight with both.  Its workspace holds the
+//     K/g a multiple of 8 (4), any stride and groups; backward-weight with both.  Its workspace holds the
 //     weight transposed (KRSC for forward, per-group CRSK for backward-input) and, for NCHW, the activation
 //     operands transposed to NHWC (as cuDNN does); outputs are written in the caller's layout directly.
 //     GEMMs of <= 64 columns (64 output channels, ...) take the narrow 128 x 64 tensor-core tiles.
@@ -166,16 +166,17 @@ size_t vec_workspace(ConvPass pass, DType dt, const ConvShape& s, ConvLayout lay
   return bytes;
 }
 
-// Backward-weight's vector path: 16-bit only (ldmatrix.trans), 8 channels contiguous along both GEMM sides (K/g
-// and C/g multiples of 8), x and dy of fewer than 2^31 elements.  Its workspace: NCHW dy and x transposed to NHWC, after the split-K partial sums.
-bool vec_wgrad_eligible(DType dt, const ConvShape& s) {
-  const int e = vec_elems(dt, /*allow_tf32=*/false);  // 8 for 16-bit, 0 for float32 / float64
+// Backward-weight's vector path: 16 bytes contiguous along both GEMM sides (K/g and C/g multiples of 8 in 16-bit,
+// of 4 in TF32), x and dy of fewer than 2^31 elements.  Its workspace: NCHW dy and x transposed to NHWC, after the
+// split-K partial sums.
+bool vec_wgrad_eligible(DType dt, const ConvShape& s, bool allow_tf32) {
+  const int e = vec_elems(dt, allow_tf32);
   // its x entries and dy offsets are 32-bit element offsets (dy's reach a k-tile past the last pixel)
   const bool fits = s.N * s.C * s.H * s.W <= kMax32 && s.N * s.K * s.P * s.Q + 64 * s.K <= kMax32;
   return e != 0 && fits && !is_depthwise(s) && (s.K / s.groups) % e == 0 && (s.C / s.groups) % e == 0;
 }
-size_t vec_wgrad_bytes(DType dt, const ConvShape& s, ConvLayout layout) {
-  if (!vec_wgrad_eligible(dt, s) || layout == ConvLayout::kNHWC) return 0;
+size_t vec_wgrad_bytes(DType dt, const ConvShape& s, ConvLayout layout, bool allow_tf32) {
+  if (!vec_wgrad_eligible(dt, s, allow_tf32) || layout == ConvLayout::kNHWC) return 0;
   return vec_copy_bytes(dt, s.N, s.K, s.P, s.Q) + vec_copy_bytes(dt, s.N, s.C, s.H, s.W);
 }
 
@@ -409,7 +410,7 @@ size_t conv2d_workspace_bytes(ConvPass pass, DType dt, const ConvShape& s, ConvL
         const int64_t outputs = s.K * s.R * s.S;
         return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, outputs)) * outputs * acc;
       }
-      return split_bytes(dt, wgrad_plan(s), pass_outputs(pass, s)) + vec_wgrad_bytes(dt, s, layout);
+      return split_bytes(dt, wgrad_plan(s), pass_outputs(pass, s)) + vec_wgrad_bytes(dt, s, layout, allow_tf32);
     }
     case ConvPass::kBackwardBias:
       return size_t(conv::direct_reduce_splits(s.N * s.P * s.Q, s.K)) * size_t(s.K) * acc;
@@ -505,8 +506,8 @@ cudaError_t conv2d_backward_weight(DType dt, const ConvShape& s, ConvLayout layo
   const bool transposed = s.K / s.groups <= conv::kNarrowMaxCols;
   const PassWorkspace ws = pass_workspace(wgrad_plan(s), dt, pass_outputs(ConvPass::kBackwardWeight, s), workspace,
                                           workspace_bytes);
-  // The vector path (16-bit; dy and x in NHWC, the NCHW ones transposed after the partial sums).
-  const bool vec = vec_wgrad_eligible(dt, s) && arch::compute_capability_major() >= 8 &&
+  // The vector path (16-bit or TF32; dy and x in NHWC, the NCHW ones transposed after the partial sums).
+  const bool vec = vec_wgrad_eligible(dt, s, allow_tf32) && arch::compute_capability_major() >= 8 &&
                    (layout == ConvLayout::kNCHW || (reinterpret_cast<uintptr_t>(dy) % 16 == 0 &&
                                                     reinterpret_cast<uintptr_t>(x) % 16 == 0));
   const void* dya = dy;

@@ -1,5 +1,5 @@
 // The vector implicit-GEMM convolution: forward and backward-input when 16 bytes of the reduction are contiguous in
-// both operands (8 channels of float16 / bfloat16, 4 of float32 run as TF32), and 16-bit backward-weight when 8
+// both operands (8 channels of float16 / bfloat16, 4 of float32 run as TF32), and backward-weight when 16 bytes of
 // consecutive GEMM rows are (below, kVecWgrad / kVecWgradT).  conv.cu brings the operands there: the weight is
 // transposed once per call (KRSC for forward, per-group CRSK for backward-input) and NCHW activations are
 // transposed to NHWC by a bandwidth-bound kernel (as cuDNN does); the output is written in the caller's layout
@@ -70,25 +70,44 @@ template <typename Out> __device__ __forceinline__ uint4 pack16(const float (&v)
 // as kWgrad (A = dy, B = x) or kWgradT (A = x, B = dy).
 enum VecPass : int { kVecWindow = 0, kVecWgrad = 1, kVecWgradT = 2 };
 
+// Backward-weight in TF32: the MMA's rows and columns permuted within a warp's 64 x 64 tile, so that its
+// fragments load with few instructions and no bank conflicts (any permutation computes the same products; the
+// epilogue writes each accumulator to the row and column its slot holds).  m16n8k8's A fragment of lane group g
+// (= lane / 4) is rows g, g + 8 at pixels tig, tig + 4: with rows g, g + 8 of m-tile i adjacent, each pixel's pair
+// is one 8-byte load (the quad of a fragment two loads, no register moves); the pair sits at 2 ((i + g) & 3) in the
+// lane group's 8 floats, so the 16 lanes of a half-warp (4 pixels 8 floats mod 32 apart) reach 16 bank pairs.  B
+// is column g at pixels tig, tig + 4 (two 4-byte loads); column g of n-tile j sits at (j + g) & 7, so the 32 lanes
+// reach 32 banks.  Pixel rows are kVecWgradTf32Pad floats longer than the tile (8 mod 32 words).
+__host__ __device__ constexpr int vec_wgrad_tf32_row(int g, int i, int h) { return g * 8 + 2 * ((i + g) & 3) + h; }
+__host__ __device__ constexpr int vec_wgrad_tf32_col(int g, int j) { return g * 8 + ((j + g) & 7); }
+
 // Backward-weight: k-tiles per part of the x-entry table (two parts: the one read, the one built ahead).
 constexpr int kVecTableTiles = 8;
+
+// Backward-weight in TF32: elements of padding per pixel row of a stage (no swizzle; see the kernel).
+constexpr int kVecWgradTf32Pad = 8;
 
 template <typename T, bool kNarrow, int kPass> struct VecSmem {
   using Tile = TileVec<kNarrow>;
   static constexpr int BK = Tile::kChunks * 16 / int(sizeof(T));
+  // backward-weight: bytes per pixel row of the A and B parts of a stage (BK rows each)
+  static constexpr int kPad = kPass != kVecWindow && sizeof(T) == 4 ? kVecWgradTf32Pad : 0;
+  static constexpr int kPixRowA = (Tile::BM + kPad) * int(sizeof(T)), kPixRowB = (Tile::BN + kPad) * int(sizeof(T));
   // output offsets; backward-weight also the x entries (int4: offset, h, w) of the pixels of 2 x kVecTableTiles
   // k-tiles
   static constexpr size_t kTableBytes = (Tile::BM + Tile::BN) * sizeof(long long) +
                                         (kPass != kVecWindow ? 2 * kVecTableTiles * BK * sizeof(int4) : 0);
-  static constexpr size_t kStageBytes = size_t(Tile::BM + Tile::BN) * Tile::kRowBytes;
+  static constexpr size_t kStageBytes = kPass != kVecWindow ? size_t(BK) * (kPixRowA + kPixRowB)
+                                                             : size_t(Tile::BM + Tile::BN) * Tile::kRowBytes;
   static constexpr size_t kBytes = kTableBytes + Tile::kStages * kStageBytes;
 };
 
 // kVecWindow: forward and backward-input (K-major tiles, ldmatrix).  kVecWgrad / kVecWgradT: backward-weight, where
 // the reduction runs over pixels and 8 consecutive GEMM rows (channels, or (c, r, s) with c fastest) are the
-// contiguous 16 bytes: a stage holds A[BK][BM] and B[BK][BN] with one row per pixel, each row's chunk index XORed
-// with the pixel's low 3 bits, and the fragments come with ldmatrix.trans (16-bit only: .trans moves 16-bit
-// elements).  dy is NHWC and dense, so pixel kk of a dy row is kk * K elements on: no entry.  The x entries (32-bit
+// contiguous 16 bytes: a stage holds A[BK][BM] and B[BK][BN] with one row per pixel.  16-bit: each row's chunk
+// index XORed with the pixel's low 3 bits, the fragments with ldmatrix.trans.  TF32 (ldmatrix.trans moves 16-bit
+// elements only): rows padded by kVecWgradTf32Pad floats, no swizzle, and the MMA's rows and columns permuted
+// (vec_wgrad_tf32_row / _col) so that an A fragment is two 8-byte shared loads, a B fragment two 4-byte ones.  dy is NHWC and dense, so pixel kk of a dy row is kk * K elements on: no entry.  The x entries (32-bit
 // offset and window origin) of the pixels of kVecTableTiles k-tiles are built by all threads at once, into the
 // free part of a two-part table, at the first k-tile of the previous part (peeled out of the k-tile loop, so the
 // loop itself only reads entries); offsets are 32-bit (the launcher checked that x and dy have < 2^31
@@ -102,7 +121,6 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   constexpr bool kWgrad = kPass != kVecWindow;
   constexpr bool kTf32 = std::is_same<T, float>::value;
   static_assert(kTf32 || sizeof(T) == 2, "16-bit or TF32");
-  static_assert(!(kWgrad && kTf32), "backward-weight: ldmatrix.trans moves 16-bit elements only");
   constexpr int BM = Tile::BM, BN = Tile::BN, WM = Tile::WM, WN = Tile::WN, kThreads = Tile::kThreads;
   constexpr int kStages = Tile::kStages, kChunks = Tile::kChunks;
   constexpr int E = 16 / sizeof(T);  // elements per chunk
@@ -120,6 +138,10 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   constexpr int CX = kAIsX ? CA : CB, CD = kAIsX ? CB : CA;  // chunks per pixel row of the x and dy sides
   constexpr int QX = CX / 4, PX = kThreads / QX, PD = kThreads / CD;
   constexpr int NX = BK / PX, ND = BK / PD;  // pixel rows per thread and k-tile
+  constexpr int kPixA = L::kPixRowA, kPixB = L::kPixRowB;  // bytes per pixel row of a stage's A, B parts
+  constexpr int kPixX = kAIsX ? kPixA : kPixB, kPixD = kAIsX ? kPixB : kPixA;
+  // backward-weight: byte offset of chunk c in pixel row k (16-bit: swizzled with the pixel's low 3 bits)
+  auto pix_chunk = [](int k, int c) { return kTf32 ? c << 4 : (c ^ (k & 7)) << 4; };
   static_assert(BK == (kTf32 ? TileMmaTf32::BK : TileMma16::BK), "the host's k-tiles (igemm_tiles)");
   static_assert(NI % 2 == 0 && L::kTableBytes % 16 == 0 && L::kStageBytes % 16 == 0 && kRowsPerPass % 8 == 0 &&
                     (!kWgrad || (CX % 4 == 0 && BK % PX == 0 && BK % PD == 0 && BK <= kThreads)),
@@ -216,8 +238,8 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
         // part ((kt - kt_begin) / kVecTableTiles) & 1, k-tile (kt - kt_begin) % kVecTableTiles of it
         static_assert((kVecTableTiles & (kVecTableTiles - 1)) == 0, "a power of two");
         const int4* t = ptab + ((kt - kt_begin) & (2 * kVecTableTiles - 1)) * BK;
-        unsigned char* sx = st + (kAIsX ? 0 : BK * BM * 2);
-        unsigned char* sd = st + (kAIsX ? BK * BM * 2 : 0);
+        unsigned char* sx = st + (kAIsX ? 0 : BK * kPixA);
+        unsigned char* sd = st + (kAIsX ? BK * kPixA : 0);
         const T* const* x_ptr = kAIsX ? a_ptr : b_ptr;
         const int* x_h = kAIsX ? a_h : b_h;
         const int* x_w = kAIsX ? a_w : b_w;
@@ -235,7 +257,7 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
           for (int c = 0; c < 4; ++c) {
             src[4 * j + c] = x_ptr[c] + e.x;
             ok[4 * j + c] = inside(x_h[c] + e.y, x_w[c] + e.z, x_lim_h, x_lim_w);
-            dst[4 * j + c] = k * (CX * 16) + (((cx + QX * c) ^ (k & 7)) << 4);
+            dst[4 * j + c] = k * kPixX + pix_chunk(k, cx + QX * c);
           }
         }
         const int d_off = (kt * BK + tid / CD) * dy_pixel;
@@ -245,7 +267,7 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
           const int k = tid / CD + PD * i;
           src[4 * NX + i] = d_ptr + (d_off + PD * i * dy_pixel);
           ok[4 * NX + i] = k < d_rows;
-          dst[4 * NX + i] = k * (CD * 16) + ((cd ^ (k & 7)) << 4);
+          dst[4 * NX + i] = k * kPixD + pix_chunk(k, cd);
         }
 #pragma unroll
         for (int i = 0; i < NX * 4; ++i) arch::cp_async16(sx + dst[i], src[i], ok[i] ? 16 : 0);
@@ -288,16 +310,25 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   // M-major (.trans), per fragment i: A matrices (pixels 0-7 | 8-15 of the step) x (rows 0-7 | 8-15); B
   // (columns 0-7 | 8-15) x (pixels 0-7 | 8-15).  The swizzle depends on the pixel's low 3 bits (lane % 8), the
   // chunk on the fragment, so one offset per fragment serves both k-steps (+ 16 pixel rows: an immediate).
-  constexpr int kOffA = kWgrad ? MI : 2, kOffB = kWgrad ? NI / 2 : 2;
+  // TF32 backward-weight: A (per m-tile i) and B (per n-tile j) offsets at pixel tig; + 4 pixels per k half and
+  // 8 per k-step are immediates.
+  constexpr int kOffA = kWgrad ? MI : 2, kOffB = kWgrad ? (kTf32 ? NI : NI / 2) : 2;
   int a_off[kOffA], b_off[kOffB];
-  if constexpr (kWgrad) {
+  if constexpr (kWgrad && kTf32) {
+    static_assert(MI == 4 && NI == 8 && kPixA % 128 == 32 && kPixB % 128 == 32, "vec_wgrad_tf32_row / _col");
+#pragma unroll
+    for (int i = 0; i < MI; ++i) a_off[i] = (lane % 4) * kPixA + (wm * WM + vec_wgrad_tf32_row(lane / 4, i, 0)) * 4;
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+      b_off[j] = BK * kPixA + (lane % 4) * kPixB + (wn * WN + vec_wgrad_tf32_col(lane / 4, j)) * 4;
+  } else if constexpr (kWgrad) {
     const int pix = (lane / 16) * 8 + lane % 8;  // A: matrices 2, 3 are pixels 8-15
 #pragma unroll
-    for (int i = 0; i < MI; ++i) a_off[i] = pix * (BM * 2) + ((((wm * WM + i * 16) / 8 + (lane / 8) % 2) ^ (lane % 8)) << 4);
+    for (int i = 0; i < MI; ++i) a_off[i] = pix * kPixA + ((((wm * WM + i * 16) / 8 + (lane / 8) % 2) ^ (lane % 8)) << 4);
     const int pixb = ((lane / 8) % 2) * 8 + lane % 8;  // B: matrices 1, 3 are pixels 8-15
 #pragma unroll
     for (int j = 0; j < NI / 2; ++j)
-      b_off[j] = BK * BM * 2 + pixb * (BN * 2) + ((((wn * WN + j * 16) / 8 + lane / 16) ^ (lane % 8)) << 4);
+      b_off[j] = BK * kPixA + pixb * kPixB + ((((wn * WN + j * 16) / 8 + lane / 16) ^ (lane % 8)) << 4);
   } else {
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {
@@ -319,17 +350,31 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {  // two MMA k-steps of 32 bytes per k-tile
       uint32_t af[MI][4], bf[NI][2];
+      if constexpr (kWgrad && kTf32) {
+        // k half kh: pixels tig + 4 kh of the step (a[2 kh], a[2 kh + 1]: rows g, g + 8; b[kh])
 #pragma unroll
-      for (int i = 0; i < MI; ++i) {
-        if constexpr (kWgrad) arch::ldmatrix_x4_trans(af[i], s + a_off[i] + ks * 16 * (BM * 2));
-        else arch::ldmatrix_x4(af[i], s + a_off[ks] + i * 16 * Tile::kRowBytes);
-      }
+        for (int kh = 0; kh < 2; ++kh) {
 #pragma unroll
-      for (int j = 0; j < NI / 2; ++j) {
-        uint32_t r[4];
-        if constexpr (kWgrad) arch::ldmatrix_x4_trans(r, s + b_off[j] + ks * 16 * (BN * 2));
-        else arch::ldmatrix_x4(r, s + b_off[ks] + j * 16 * Tile::kRowBytes);
-        bf[2 * j][0] = r[0], bf[2 * j][1] = r[1], bf[2 * j + 1][0] = r[2], bf[2 * j + 1][1] = r[3];
+          for (int i = 0; i < MI; ++i) {
+            const uint2 v = *reinterpret_cast<const uint2*>(s + a_off[i] + (ks * 8 + 4 * kh) * kPixA);
+            af[i][2 * kh] = v.x, af[i][2 * kh + 1] = v.y;
+          }
+#pragma unroll
+          for (int j = 0; j < NI; ++j) bf[j][kh] = *reinterpret_cast<const uint32_t*>(s + b_off[j] + (ks * 8 + 4 * kh) * kPixB);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < MI; ++i) {
+          if constexpr (kWgrad) arch::ldmatrix_x4_trans(af[i], s + a_off[i] + ks * 16 * kPixA);
+          else arch::ldmatrix_x4(af[i], s + a_off[ks] + i * 16 * Tile::kRowBytes);
+        }
+#pragma unroll
+        for (int j = 0; j < NI / 2; ++j) {
+          uint32_t r[4];
+          if constexpr (kWgrad) arch::ldmatrix_x4_trans(r, s + b_off[j] + ks * 16 * kPixB);
+          else arch::ldmatrix_x4(r, s + b_off[ks] + j * 16 * Tile::kRowBytes);
+          bf[2 * j][0] = r[0], bf[2 * j][1] = r[1], bf[2 * j + 1][0] = r[2], bf[2 * j + 1][1] = r[3];
+        }
       }
 #pragma unroll
       for (int i = 0; i < MI; ++i)
@@ -458,7 +503,9 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
     for (int j = 0; j < NI; ++j)
 #pragma unroll
       for (int v = 0; v < 4; ++v) {
-        const int r = wm * WM + i * 16 + gid + 8 * (v / 2), c = wn * WN + j * 8 + t4 * 2 + v % 2;
+        int r = wm * WM + i * 16 + gid + 8 * (v / 2), c = wn * WN + j * 8 + t4 * 2 + v % 2;
+        if constexpr (kWgrad && kTf32)
+          r = wm * WM + vec_wgrad_tf32_row(gid, i, v / 2), c = wn * WN + vec_wgrad_tf32_col(t4 * 2 + v % 2, j);
         if (m0 + r >= p.M || n0 + c >= p.Ncol) continue;
         float x = acc[i][j][v];
         const long long off = row_out[r] + col_out[c];
