@@ -266,12 +266,7 @@ __global__ void __launch_bounds__(FewChanTile::kThreads, FewChanTile::kMinBlocks
     arch::sync_threads();  // the halo and the tables are written
 
     float acc[MI][NI][4];
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-      for (int j = 0; j < NI; ++j)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.f;
+    zero_fill(acc);
     for (int ks = 0; ks < a.ksteps; ++ks) {
       const int2 ko = koff[ks * 4 + t4];
       const unsigned char* lo = a_base + ko.x;

@@ -366,10 +366,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
     auto row_of = [&](int i) { return (i / HM) * (BM / 2) + HM * rx + i % HM; };
     auto col_of = [&](int j) { return (j / HN) * (BN / 2) + HN * cx + j % HN; };
     Acc acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-      for (int j = 0; j < TN; ++j) acc[i][j] = Acc(0);
+    zero_fill(acc);
     auto compute = [&](int stage) {
       const Smem* ta = sa + stage * L::kStageA;
       const Smem* tb = sb + stage * L::kStageB;
@@ -421,12 +418,7 @@ __global__ void __launch_bounds__(IgemmCfg<T, Op, kNarrow>::kThreads, IgemmCfg<T
     const int wm = warp % kWarpsM, wn = warp / kWarpsM;
     const int gid = lane >> 2, t4 = lane & 3;
     float acc[MI][NI][4];
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-      for (int j = 0; j < NI; ++j)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.f;
+    zero_fill(acc);
     auto compute = [&](int stage) {
       const Smem* ta = sa + stage * L::kStageA;
       const Smem* tb = sb + stage * L::kStageB;

@@ -338,12 +338,7 @@ __global__ void __launch_bounds__(TileVec<kNarrow>::kThreads, TileVec<kNarrow>::
   }
 
   float acc[MI][NI][4];
-#pragma unroll
-  for (int i = 0; i < MI; ++i)
-#pragma unroll
-    for (int j = 0; j < NI; ++j)
-#pragma unroll
-      for (int v = 0; v < 4; ++v) acc[i][j][v] = 0.f;
+  zero_fill(acc);
 
   auto compute = [&](int stage_off) {
     const unsigned char* s = stages + stage_off;

@@ -1,6 +1,8 @@
-// Device-side helpers shared by the kernels: conversion of the storage types to their compute type, 16-byte
-// vectors, the dtype dispatch.
+// Device-side helpers shared by the kernels: conversion of the storage types to their compute type, zeroing of
+// register arrays, 16-byte vectors, the dtype dispatch.
 #pragma once
+
+#include <type_traits>
 
 #include "arch/launch.h"
 #include "common.h"
@@ -19,6 +21,15 @@ template <> __device__ __forceinline__ float to_compute(__nv_bfloat16 v) { retur
 template <typename T> __device__ __forceinline__ T from_compute(typename Compute<T>::type v) { return v; }
 template <> __device__ __forceinline__ __half from_compute(float v) { return __float2half_rn(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_compute(float v) { return __float2bfloat16_rn(v); }
+
+// Zero into every element of a register array of any rank (the accumulators of a thread's tile), fully unrolled.
+template <typename T, int N> __device__ __forceinline__ void zero_fill(T (&a)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    if constexpr (std::is_array<T>::value) zero_fill(a[i]);
+    else a[i] = T(0);
+  }
+}
 
 // Whether a pointer allows 16-byte vector accesses.
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
