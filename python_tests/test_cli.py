@@ -66,6 +66,27 @@ def test_bench_quick_relu(tmp_path, capsys):
         assert png.stat().st_size > 1000
 
 
+def test_bench_overhead_rows_give_the_extra_time_per_call(tmp_path, capsys):
+    # the tiny-call rows: every op against torch, the difference per call in the terminal table and the README's
+    js = tmp_path / "o.json"
+    assert main(["bench", "--quick", "--ops", "overhead", "--device", "cpu", "--budget", "0.02", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(js.read_text())
+    names = {r["workload"] for r in report["results"]}
+    for op in ("relu", "leaky_relu", "conv2d", "conv_transpose2d", "max_pool2d"):
+        assert any(n.startswith(f"tiny {op} ") for n in names), op
+    assert any("fwd+bwd" in n for n in names)
+    from deepops.bench.report import section
+
+    rows = {(r["workload"], r["impl"]): r for r in report["results"]}
+    wl = "tiny relu 1x1x4x4"
+    extra = (rows[wl, "deepops"]["median_s"] - rows[wl, "torch"]["median_s"]) * 1e6
+    assert f"{extra:+.1f} us per call" in out
+    assert f"| {wl} | cpu | float32 |" in section([("r.json", report)]) and f"{extra:+.1f} us per call |" in section(
+        [("r.json", report)]
+    )
+
+
 def test_bench_quick_times_both_convolutions_on_the_cpu():
     from deepops.bench import core, runner
 

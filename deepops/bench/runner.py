@@ -163,6 +163,7 @@ def table(report: dict) -> str:
             limit = f"{d['items_per_s']:.0f} img/s"
         first = True
         for n, p in peers or [("-", None)]:
+            limit = (call_overhead(d, p) or limit) if p else limit
             ratio = f"{p['median_s'] / d['median_s']:9.2f}x" if p else ""
             ptime = _fmt(p["median_s"]) if p else ""
             left = (
@@ -170,7 +171,7 @@ def table(report: dict) -> str:
                 if first
                 else " " * 67
             )
-            lines.append(f"{left}  {ptime:>10}  {ratio:>10} vs {n:<11} {limit if first else ''}")
+            lines.append(f"{left}  {ptime:>10}  {ratio:>10} vs {n:<11} {limit if first or op == 'overhead' else ''}")
             first = False
     gpu_cpu = gpu_vs_cpu(report)
     if gpu_cpu:
@@ -195,6 +196,13 @@ def table(report: dict) -> str:
         lines.append(f"ceilings measured on {dev}: {extra}")
     lines.append("speed-up = peer time / deepops time (above 1: deepops is faster); spread = interquartile range / median")
     return "\n".join(lines)
+
+
+def call_overhead(ours: dict, peer: dict) -> str | None:
+    """For the tiny-call rows (op "overhead"): how much longer a deepops call takes than the peer's, in us."""
+    if ours.get("op") != "overhead":
+        return None
+    return f"{(ours['median_s'] - peer['median_s']) * 1e6:+.1f} us per call"
 
 
 def gpu_vs_cpu(report: dict) -> dict[str, float]:
