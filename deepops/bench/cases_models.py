@@ -47,11 +47,11 @@ def _maker(name, ch, size, batch, train):
     return make
 
 
-def _train_step(impl):
+def _train_step(impl, loss_fn=F.cross_entropy):
     def step(inputs):
         nets, x, y = inputs
         m, opt = nets[impl]
-        loss = F.cross_entropy(m(x), y)
+        loss = loss_fn(m(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -60,11 +60,11 @@ def _train_step(impl):
     return step
 
 
-def _infer(impl):
+def _infer(impl, post=lambda out: out.argmax(1)):
     def run(inputs):
         nets, x, _ = inputs
         with torch.inference_mode():
-            return nets[impl][0](x).argmax(1)
+            return post(nets[impl][0](x))
 
     return run
 
@@ -117,35 +117,16 @@ def _unet_maker(batch, size, train):
     return make
 
 
-def _unet_step(impl):
-    def step(inputs):
-        nets, x, target = inputs
-        m, opt = nets[impl]
-        loss = F.binary_cross_entropy_with_logits(m(x), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
-
-
-def _unet_infer(impl):
-    def run(inputs):
-        nets, x, _ = inputs
-        with torch.inference_mode():
-            return nets[impl][0](x)
-
-    return run
-
-
 for train in (True, False):
     register(
         Workload(
             op="unet",
             name=f"unet {'train step' if train else 'inference'} 8x1x96x96",
             make_inputs=_unet_maker(8, 96, train),
-            impls={impl: (_unet_step(impl) if train else _unet_infer(impl)) for impl in ("deepops", "torch")},
+            impls={
+                impl: _train_step(impl, F.binary_cross_entropy_with_logits) if train else _infer(impl, lambda out: out)
+                for impl in ("deepops", "torch")
+            },
             items=lambda i: i[1].shape[0],
             quick=False,
         )

@@ -60,20 +60,12 @@ CASES = [
 ]
 
 for name, wshape, ours, theirs, backward in CASES:
-    register(
-        Workload(
-            op="overhead",
-            name=f"tiny {name} {'x'.join(map(str, TINY))}",
-            make_inputs=_maker(wshape),
-            impls={"deepops": _infer(ours), "torch": _infer(theirs)},
-        )
-    )
-    if backward:
+    for suffix, wrap in (("", _infer),) + ((("fwd+bwd ", _fwd_bwd),) if backward else ()):
         register(
             Workload(
                 op="overhead",
-                name=f"tiny {name} fwd+bwd {'x'.join(map(str, TINY))}",
+                name=f"tiny {name} {suffix}{'x'.join(map(str, TINY))}",
                 make_inputs=_maker(wshape),
-                impls={"deepops": _fwd_bwd(ours), "torch": _fwd_bwd(theirs)},
+                impls={"deepops": wrap(ours), "torch": wrap(theirs)},
             )
         )
